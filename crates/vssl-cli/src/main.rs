@@ -1,0 +1,61 @@
+//! `vssl`: train, evaluate and benchmark video self-supervised models.
+
+mod bench;
+
+use std::path::PathBuf;
+
+use anyhow::{Result, bail};
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "vssl", version, about = "Self-supervised video representation learning (ContrastCorr and friends)")]
+struct Cli {
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Train a model (not yet: lands with the training issue).
+    Train,
+    /// Evaluate a model by label propagation (not yet: lands with the evaluation issue).
+    Eval,
+    /// Generate or inspect data (not yet: lands with the data issue).
+    Data,
+    /// Run a benchmark and write its JSON report under target/bench/.
+    Bench {
+        #[command(subcommand)]
+        which: BenchCmd,
+    },
+}
+
+#[derive(Subcommand)]
+enum BenchCmd {
+    /// Top-k and local-window affinity against sorting and dense baselines.
+    Core {
+        /// Output file (default target/bench/core.json).
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// Timed runs per configuration (after one warm-up run).
+        #[arg(long, default_value_t = 3)]
+        repeats: usize,
+        /// Internal: run one configuration in this process and print its JSON.
+        #[arg(long, hide = true)]
+        child: Option<String>,
+    },
+}
+
+fn main() -> Result<()> {
+    match Cli::parse().command {
+        Cmd::Train => bail!("`vssl train` is not implemented yet: it lands with the training issue"),
+        Cmd::Eval => bail!("`vssl eval` is not implemented yet: it lands with the evaluation issue"),
+        Cmd::Data => bail!("`vssl data` is not implemented yet: it lands with the data issue"),
+        Cmd::Bench { which } => match which {
+            BenchCmd::Core {
+                out,
+                repeats,
+                child,
+            } => bench::core::run(child, out, repeats.max(1)),
+        },
+    }
+}

@@ -1,0 +1,239 @@
+//! Project automation for vssl: `cargo xtask <command>`.
+//!
+//! xtask links no product crate, so it builds on a bare machine. Before anything needs them it
+//! installs the Debian packages the build and the tests use (apt-get when running as root;
+//! otherwise it prints the exact command and exits non-zero), then runs cargo or the release
+//! `vssl` binary.
+//!
+//! Commands:
+//! - `test`: everything CI runs: `cargo fmt --check`, clippy with `-D warnings`, `cargo doc`
+//!   with `-D warnings`, and every test of the workspace (test profile: opt-level 3).
+//! - `train`, `eval`, `bench`, `data`: build `vssl` in release and run `vssl <command> ...`.
+//! - `deps`: only install the system packages.
+
+use std::env;
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode};
+
+/// Debian packages and why each is needed. Only the missing ones are installed.
+const SYSTEM_PACKAGES: &[(&str, &str)] = &[
+    ("pkg-config", "locates the FFmpeg libraries for vssl-data's `video` feature"),
+    ("clang", "bindgen (ffmpeg-sys-next) parses the FFmpeg headers"),
+    ("libclang-dev", "bindgen needs libclang and its builtin headers"),
+    ("libavcodec-dev", "FFmpeg decoding (`video` feature)"),
+    ("libavformat-dev", "FFmpeg demuxing (`video` feature)"),
+    ("libavutil-dev", "FFmpeg utilities (`video` feature)"),
+    ("libswscale-dev", "FFmpeg resize and pixel formats (`video` feature)"),
+    ("libswresample-dev", "linked by ffmpeg-next (`video` feature)"),
+    ("libavfilter-dev", "linked by ffmpeg-next (`video` feature)"),
+    ("libavdevice-dev", "linked by ffmpeg-next (`video` feature)"),
+    ("ffmpeg", "the CLI makes test clips, including broken ones"),
+];
+
+const USAGE: &str = "\
+usage: cargo xtask <command> [args...]
+
+commands:
+  test               fmt --check, clippy -D warnings, doc -D warnings, all tests (what CI runs)
+  train [args...]    release build, then `vssl train [args...]`
+  eval [args...]     release build, then `vssl eval [args...]`
+  bench [args...]    release build, then `vssl bench [args...]` (e.g. `bench core`)
+  data [args...]     release build, then `vssl data [args...]`
+  deps               install the Debian packages the build and tests need
+";
+
+fn main() -> ExitCode {
+    let args: Vec<String> = env::args().skip(1).collect();
+    let Some(cmd) = args.first() else {
+        eprint!("{USAGE}");
+        return ExitCode::from(2);
+    };
+    let rest = &args[1..];
+    let result = match cmd.as_str() {
+        "test" => ensure_system_packages().and_then(|()| test(rest)),
+        "train" | "eval" | "bench" | "data" => {
+            ensure_system_packages().and_then(|()| run_vssl(cmd, rest))
+        }
+        "deps" => ensure_system_packages(),
+        "help" | "-h" | "--help" => {
+            print!("{USAGE}");
+            Ok(())
+        }
+        other => Err(format!("unknown command {other:?}\n{USAGE}")),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(msg) => {
+            eprintln!("xtask: {msg}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// The workspace root (the parent of this crate's folder).
+fn root() -> PathBuf {
+    let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
+    manifest.parent().unwrap_or(manifest).to_path_buf()
+}
+
+fn cargo() -> Command {
+    let mut c = Command::new(env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+    c.current_dir(root());
+    c
+}
+
+/// Runs `cmd`, echoing it first; fails with its exit status.
+fn run(mut cmd: Command) -> Result<(), String> {
+    eprintln!("xtask: running {cmd:?}");
+    let status = cmd
+        .status()
+        .map_err(|e| format!("cannot start {:?}: {e}", cmd.get_program()))?;
+    if status.success() {
+        Ok(())
+    } else {
+        Err(format!("{cmd:?} failed with {status}"))
+    }
+}
+
+/// The packages of [`SYSTEM_PACKAGES`] that dpkg does not list as installed. `None` when this
+/// is not a dpkg-based system (nothing can be checked there).
+fn missing_packages() -> Option<Vec<&'static str>> {
+    let names: Vec<&str> = SYSTEM_PACKAGES.iter().map(|(n, _)| *n).collect();
+    let out = Command::new("dpkg-query")
+        .args(["-W", "-f", "${Package} ${db:Status-Status}\n"])
+        .args(&names)
+        .output()
+        .ok()?;
+    // dpkg-query exits 1 when some package is unknown; its stdout still lists the known ones.
+    let listed = String::from_utf8_lossy(&out.stdout);
+    let installed: Vec<&str> = listed
+        .lines()
+        .filter_map(|l| l.strip_suffix(" installed"))
+        .collect();
+    Some(
+        names
+            .into_iter()
+            .filter(|n| !installed.iter().any(|i| i.split(':').next() == Some(n)))
+            .collect(),
+    )
+}
+
+fn is_root() -> bool {
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
+        .unwrap_or(false)
+}
+
+/// Installs the missing system packages (as root), or says exactly what to run.
+fn ensure_system_packages() -> Result<(), String> {
+    let Some(missing) = missing_packages() else {
+        eprintln!(
+            "xtask: dpkg-query not found; not a Debian system, so the FFmpeg development \
+             packages cannot be checked. Install their equivalents yourself."
+        );
+        return Ok(());
+    };
+    if missing.is_empty() {
+        return Ok(());
+    }
+    let list = missing.join(" ");
+    let install = format!(
+        "apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends {list}"
+    );
+    if !is_root() {
+        return Err(format!(
+            "these Debian packages are missing: {list}\nrun as root:\n  {install}\nthen run cargo xtask again"
+        ));
+    }
+    eprintln!("xtask: installing missing Debian packages: {list}");
+    for (name, why) in SYSTEM_PACKAGES.iter().filter(|(n, _)| missing.contains(n)) {
+        eprintln!("  {name}: {why}");
+    }
+    let mut update = Command::new("apt-get");
+    update.arg("update").arg("-q");
+    run(update)?;
+    let mut inst = Command::new("apt-get");
+    inst.env("DEBIAN_FRONTEND", "noninteractive")
+        .args(["install", "-y", "-q", "--no-install-recommends"])
+        .args(&missing);
+    run(inst)?;
+    match missing_packages() {
+        Some(still) if !still.is_empty() => Err(format!(
+            "apt-get finished but these are still missing: {}",
+            still.join(" ")
+        )),
+        _ => Ok(()),
+    }
+}
+
+/// What CI runs.
+fn test(extra: &[String]) -> Result<(), String> {
+    let mut fmt = cargo();
+    fmt.args(["fmt", "--all", "--", "--check"]);
+    run(fmt)?;
+
+    let mut clippy = cargo();
+    clippy.args([
+        "clippy",
+        "--workspace",
+        "--all-targets",
+        "--locked",
+        "--",
+        "-D",
+        "warnings",
+    ]);
+    run(clippy)?;
+
+    let mut doc = cargo();
+    doc.args(["doc", "--workspace", "--no-deps", "--locked"])
+        .env("RUSTDOCFLAGS", "-D warnings");
+    run(doc)?;
+
+    let mut tests = cargo();
+    tests
+        .args(["test", "--workspace", "--locked"])
+        .args(extra);
+    run(tests)
+}
+
+/// `git rev-parse HEAD` (with `-dirty` when the tree has changes), for benchmark provenance.
+fn git_commit() -> Option<String> {
+    let out = Command::new("git")
+        .current_dir(root())
+        .args(["rev-parse", "HEAD"])
+        .output()
+        .ok()?;
+    if !out.status.success() {
+        return None;
+    }
+    let mut commit = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    let dirty = Command::new("git")
+        .current_dir(root())
+        .args(["status", "--porcelain", "--untracked-files=no"])
+        .output()
+        .map(|o| !o.stdout.is_empty())
+        .unwrap_or(false);
+    if dirty {
+        commit.push_str("-dirty");
+    }
+    Some(commit)
+}
+
+/// Builds the release `vssl` binary and runs `vssl <cmd> <args>`.
+fn run_vssl(cmd: &str, args: &[String]) -> Result<(), String> {
+    let mut build = cargo();
+    build.args(["build", "--release", "--package", "vssl-cli", "--bin", "vssl"]);
+    run(build)?;
+    let target = env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root().join("target"));
+    let mut vssl = Command::new(target.join("release").join("vssl"));
+    vssl.current_dir(root()).arg(cmd).args(args);
+    if let Some(commit) = git_commit() {
+        vssl.env("VSSL_GIT_COMMIT", commit);
+    }
+    vssl.env("VSSL_BUILD_PROFILE", "release");
+    run(vssl)
+}
