@@ -121,7 +121,10 @@ fn base_coords(len: usize, align_corners: bool) -> Vec<f32> {
 }
 
 /// Checks the arguments of both grid_sample paths; returns `(N, C, H, W, Ho, Wo)`.
-fn check_sample(input: &Tensor, grid: &Tensor) -> Result<(usize, usize, usize, usize, usize, usize)> {
+fn check_sample(
+    input: &Tensor,
+    grid: &Tensor,
+) -> Result<(usize, usize, usize, usize, usize, usize)> {
     ensure!(
         input.rank() == 4,
         SAMPLE,
@@ -238,6 +241,7 @@ pub fn grid_sample_portable(input: &Tensor, grid: &Tensor, align_corners: bool) 
         .collect();
     let offsets = Tensor::from_vec(offsets, (n * p, 1), dev)?;
     let w_t = Tensor::new(w as u32, dev)?;
+    let zero = Tensor::zeros((n * p, 1), DType::F32, dev)?;
     let mut out: Option<Tensor> = None;
     for (xc, yc, wxc, wyc) in [
         (&x0, &y0, &wx0, &wy0),
@@ -254,7 +258,9 @@ pub fn grid_sample_portable(input: &Tensor, grid: &Tensor, align_corners: bool) 
             .add(&offsets)?
             .flatten_all()?;
         let vals = rows.index_select(&idx, 0)?; // [N·P, C]
-        let weight = wxc.mul(wyc)?.mul(&valid)?; // [N·P, 1]
+        // where_cond, not a product with the mask: an infinite coordinate gives NaN weights,
+        // and PyTorch reads such taps as plain zeros.
+        let weight = valid.where_cond(&wxc.mul(wyc)?, &zero)?; // [N·P, 1]
         let term = vals.broadcast_mul(&weight)?;
         out = Some(match out {
             None => term,
@@ -289,11 +295,11 @@ fn scale_shift(len: usize, align_corners: bool) -> (f64, f64) {
     }
 }
 
-/// 1.0 where the integer-valued coordinate `v` lies in `0..len`, else 0.0 (`f32`).
+/// 1 where the integer-valued coordinate `v` lies in `0..len`, else 0 (`u8`).
 fn in_range(v: &Tensor, len: usize) -> Result<Tensor> {
     let lo = v.ge(0f64)?;
     let hi = v.le((len - 1) as f64)?;
-    Ok(lo.mul(&hi)?.to_dtype(DType::F32)?)
+    Ok(lo.mul(&hi)?)
 }
 
 /// Geometry shared by the CPU kernels.
@@ -358,7 +364,13 @@ impl Geom {
             .collect()
     }
 
-    fn check_len(&self, op: &'static str, what: &str, got: usize, want: usize) -> candle_core::Result<()> {
+    fn check_len(
+        &self,
+        op: &'static str,
+        what: &str,
+        got: usize,
+        want: usize,
+    ) -> candle_core::Result<()> {
         if got == want {
             Ok(())
         } else {
@@ -368,13 +380,22 @@ impl Geom {
 }
 
 /// Geometry of contiguous `input` `[N, C, H, W]` and `grid` `[N, Ho, Wo, 2]` layouts.
-fn geom(op: &'static str, l_in: &Layout, l_grid: &Layout, align_corners: bool) -> candle_core::Result<Geom> {
+fn geom(
+    op: &'static str,
+    l_in: &Layout,
+    l_grid: &Layout,
+    align_corners: bool,
+) -> candle_core::Result<Geom> {
     let (n, c, h, w) = l_in.shape().dims4()?;
     let (gn, ho, wo, two) = l_grid.shape().dims4()?;
     if gn != n || two != 2 || h == 0 || w == 0 {
         return Err(Error::op(
             op,
-            format!("bad shapes: input {:?}, grid {:?}", l_in.dims(), l_grid.dims()),
+            format!(
+                "bad shapes: input {:?}, grid {:?}",
+                l_in.dims(),
+                l_grid.dims()
+            ),
         )
         .into());
     }
@@ -530,9 +551,9 @@ impl CustomOp3 for GridSampleBackward {
                     let gv = f64::from(gout.get(plane * p + q).copied().unwrap_or(0.0));
                     let src = input.get(plane * hw..(plane + 1) * hw).unwrap_or(&[]);
                     let mut v = [0f64; 4];
-                    for k in 0..4 {
-                        if t.valid[k] {
-                            v[k] = f64::from(src.get(t.off[k]).copied().unwrap_or(0.0));
+                    for ((vk, &ok), &off) in v.iter_mut().zip(&t.valid).zip(&t.off) {
+                        if ok {
+                            *vk = f64::from(src.get(off).copied().unwrap_or(0.0));
                         }
                     }
                     // d/dx: (ne − nw)·wy0 + (se − sw)·wy1; d/dy: (sw − nw)·wx0 + (se − ne)·wx1.
