@@ -397,8 +397,55 @@ fn affine_grid_rejects_bad_arguments() -> Result<()> {
         "affine_grid",
         &["F64", "[2, 2, 3]"],
     );
-    // a 1x1 output is fine: the centre, whatever the convention
-    let g = affine_grid(&theta.affine(0.0, 1.0)?, (2, 1, 1, 1), true)?;
-    assert_eq!(g.dims(), &[2, 1, 1, 2]);
+    // an empty batch is fine
+    let g = affine_grid(
+        &Tensor::zeros((0, 2, 3), DType::F32, &dev)?,
+        (0, 1, 4, 5),
+        false,
+    )?;
+    assert_eq!(g.dims(), &[0, 4, 5, 2]);
+    // a 1x1 output sits at the centre (0, 0) under both conventions, as in PyTorch, so the grid
+    // is the translation column of θ
+    let t = Tensor::new(&[[[1f32, 0., 0.3], [0., 1., 0.1]]], &dev)?;
+    for ac in [true, false] {
+        let g = affine_grid(&t, (1, 1, 1, 1), ac)?;
+        assert_eq!(
+            g.flatten_all()?.to_vec1::<f32>()?,
+            vec![0.3, 0.1],
+            "align_corners={ac}"
+        );
+    }
+    Ok(())
+}
+
+/// Timing of both paths (forward + backward); run with
+/// `cargo test --profile test -p vssl-core --test grid -- --ignored --nocapture bench`.
+#[test]
+#[ignore]
+fn bench_grid_sample() -> Result<()> {
+    for &(n, c, h, w, ho, wo) in &[(8, 256, 32, 32, 16, 16), (8, 64, 64, 64, 64, 64)] {
+        let input = Var::from_tensor(&lcg(&[n, c, h, w], 5, -1.0, 1.0)?)?;
+        let grid = Var::from_tensor(&lcg(&[n, ho, wo, 2], 6, -1.1, 1.1)?)?;
+        let wgt = lcg(&[n, c, ho, wo], 7, -1.0, 1.0)?;
+        for (path, f) in PATHS {
+            let mut best = (f64::MAX, f64::MAX);
+            for _ in 0..5 {
+                let t0 = std::time::Instant::now();
+                let out = f(input.as_tensor(), grid.as_tensor(), false)?;
+                let t1 = t0.elapsed().as_secs_f64();
+                let grads = (out * &wgt)?.sum_all()?.backward()?;
+                let t2 = t0.elapsed().as_secs_f64();
+                assert!(grads.get(grid.as_tensor()).is_some());
+                best = (best.0.min(t1), best.1.min(t2 - t1));
+            }
+            println!(
+                "input {:?} grid {:?} {path}: forward {:.2} ms, backward {:.2} ms",
+                (n, c, h, w),
+                (n, ho, wo, 2),
+                best.0 * 1e3,
+                best.1 * 1e3
+            );
+        }
+    }
     Ok(())
 }

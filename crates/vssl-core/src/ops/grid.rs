@@ -29,6 +29,8 @@ use crate::{Error, Result, ensure};
 const AFFINE: &str = "affine_grid";
 const SAMPLE: &str = "grid_sample";
 const SAMPLE_BWD: &str = "grid_sample_backward";
+/// Grid points per task of the backward kernel's gradient-to-grid pass.
+const POINTS_PER_TASK: usize = 256;
 
 /// The sampling grid of a batch of 2-D affine transforms, like PyTorch's
 /// `torch.nn.functional.affine_grid(theta, (N, C, H, W), align_corners)`.
@@ -535,35 +537,50 @@ impl CustomOp3 for GridSampleBackward {
             }
         });
 
-        // Gradient to the grid: each point sums over the channels.
+        // Gradient to the grid: each point sums over the channels. Tasks own a run of points
+        // of one sample and walk the channels in the outer loop, so each pass reads one input
+        // plane and one output-gradient plane (cache-friendly for many channels).
         let (mx, _) = scale_shift(g.w, g.align_corners);
         let (my, _) = scale_shift(g.h, g.align_corners);
         ggrid
-            .par_chunks_mut(2)
-            .zip(taps.par_iter())
+            .par_chunks_mut(2 * p)
             .enumerate()
-            .for_each(|(pt, (dst, t))| {
-                let b = pt / p;
-                let q = pt % p;
-                let (mut gx, mut gy) = (0f64, 0f64);
-                for ch in 0..g.c {
-                    let plane = b * g.c + ch;
-                    let gv = f64::from(gout.get(plane * p + q).copied().unwrap_or(0.0));
-                    let src = input.get(plane * hw..(plane + 1) * hw).unwrap_or(&[]);
-                    let mut v = [0f64; 4];
-                    for ((vk, &ok), &off) in v.iter_mut().zip(&t.valid).zip(&t.off) {
-                        if ok {
-                            *vk = f64::from(src.get(off).copied().unwrap_or(0.0));
+            .for_each(|(b, per_sample)| {
+                per_sample
+                    .par_chunks_mut(2 * POINTS_PER_TASK)
+                    .enumerate()
+                    .for_each(|(j, dst)| {
+                        let q0 = j * POINTS_PER_TASK;
+                        let len = dst.len() / 2;
+                        let taps = taps.get(b * p + q0..b * p + q0 + len).unwrap_or(&[]);
+                        let mut acc = vec![[0f64; 2]; len];
+                        for ch in 0..g.c {
+                            let plane = b * g.c + ch;
+                            let src = input.get(plane * hw..(plane + 1) * hw).unwrap_or(&[]);
+                            let go = gout
+                                .get(plane * p + q0..plane * p + q0 + len)
+                                .unwrap_or(&[]);
+                            for ((a, t), &gv) in acc.iter_mut().zip(taps).zip(go) {
+                                let gv = f64::from(gv);
+                                let mut v = [0f64; 4];
+                                for ((vk, &ok), &off) in v.iter_mut().zip(&t.valid).zip(&t.off) {
+                                    if ok {
+                                        *vk = f64::from(src.get(off).copied().unwrap_or(0.0));
+                                    }
+                                }
+                                // d/dx: (ne − nw)·wy0 + (se − sw)·wy1;
+                                // d/dy: (sw − nw)·wx0 + (se − ne)·wx1.
+                                a[0] += gv * ((v[1] - v[0]) * t.wy[0] + (v[3] - v[2]) * t.wy[1]);
+                                a[1] += gv * ((v[2] - v[0]) * t.wx[0] + (v[3] - v[1]) * t.wx[1]);
+                            }
                         }
-                    }
-                    // d/dx: (ne − nw)·wy0 + (se − sw)·wy1; d/dy: (sw − nw)·wx0 + (se − ne)·wx1.
-                    gx += gv * ((v[1] - v[0]) * t.wy[0] + (v[3] - v[2]) * t.wy[1]);
-                    gy += gv * ((v[2] - v[0]) * t.wx[0] + (v[3] - v[1]) * t.wx[1]);
-                }
-                if let [dx, dy] = dst {
-                    *dx = (gx * mx) as f32;
-                    *dy = (gy * my) as f32;
-                }
+                        for (d, a) in dst.chunks_mut(2).zip(&acc) {
+                            if let [dx, dy] = d {
+                                *dx = (a[0] * mx) as f32;
+                                *dy = (a[1] * my) as f32;
+                            }
+                        }
+                    });
             });
         Ok((CpuStorage::F32(buf), Shape::from(n_in + n_grid)))
     }
