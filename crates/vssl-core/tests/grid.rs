@@ -449,3 +449,34 @@ fn bench_grid_sample() -> Result<()> {
     }
     Ok(())
 }
+
+/// At a pixel centre the gradient to the grid is PyTorch's one-sided difference towards +x:
+/// input row [0, 1, 10] sampled at pixel 1 (gx = 0, align_corners) gives d/dx = 10 − 1 = 9
+/// pixels, times d(pixel)/d(gx) = (W − 1) / 2 = 1; at the last pixel (gx = 1) only the left
+/// tap is inside, so d/dx = 0 − 10 = −10 (the padded right neighbour reads zero).
+#[test]
+fn grid_gradient_at_pixel_centres_follows_floor() -> Result<()> {
+    let dev = Device::Cpu;
+    let input = Tensor::new(&[0f32, 1., 10.], &dev)?.reshape((1, 1, 1, 3))?;
+    for (path, f) in PATHS {
+        let grid =
+            Var::from_tensor(&Tensor::new(&[0f32, 0., 1., 0.], &dev)?.reshape((1, 1, 2, 2))?)?;
+        let out = f(&input, grid.as_tensor(), true)?;
+        assert_eq!(
+            out.flatten_all()?.to_vec1::<f32>()?,
+            vec![1.0, 10.0],
+            "{path}"
+        );
+        let grads = out.sum_all()?.backward()?;
+        let gg = grads
+            .get(grid.as_tensor())
+            .ok_or_else(|| vssl_core::Error::op("test", "no grid gradient"))?;
+        // y: H = 1, so d(pixel)/d(gy) = 0
+        assert_eq!(
+            gg.flatten_all()?.to_vec1::<f32>()?,
+            vec![9.0, 0.0, -10.0, 0.0],
+            "{path}"
+        );
+    }
+    Ok(())
+}
