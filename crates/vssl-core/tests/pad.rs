@@ -9,7 +9,14 @@ use vssl_core::{Error, Result};
 type PadFn = fn(&Tensor, (usize, usize, usize, usize)) -> Result<Tensor>;
 
 const CASES: &[&str] = &[
-    "sym1_r4", "asym_r4", "max_r4", "zero_r4", "w_only_r4", "sym2_r3", "asym_r3", "h2w2_r3",
+    "sym1_r4",
+    "asym_r4",
+    "max_r4",
+    "zero_r4",
+    "w_only_r4",
+    "sym2_r3",
+    "asym_r3",
+    "h2w2_r3",
 ];
 
 fn run_case(g: &Golden, case: &str, f: PadFn, label: &str) -> Result<()> {
@@ -76,7 +83,12 @@ fn strided_input_is_accepted() -> Result<()> {
     let xt = x.transpose(2, 3)?.contiguous()?.transpose(2, 3)?;
     assert!(!xt.is_contiguous());
     let out = reflection_pad2d(&xt, (2, 0, 1, 3))?;
-    assert_close("strided", &out, &g.get("asym_r4.out")?, Tolerance::SINGLE_OP)?;
+    assert_close(
+        "strided",
+        &out,
+        &g.get("asym_r4.out")?,
+        Tolerance::SINGLE_OP,
+    )?;
     Ok(())
 }
 

@@ -86,7 +86,9 @@ fn ties_go_to_the_first_maximum() -> Result<()> {
 fn nan_propagates_on_cpu_kernel() -> Result<()> {
     let dev = Device::Cpu;
     let x = Tensor::new(&[[[[1.0f32, f32::NAN], [3.0, 2.0]]]], &dev)?;
-    let y = max_pool2d(&x, (2, 2), (2, 2), (0, 0))?.flatten_all()?.to_vec1::<f32>()?;
+    let y = max_pool2d(&x, (2, 2), (2, 2), (0, 0))?
+        .flatten_all()?
+        .to_vec1::<f32>()?;
     assert!(y[0].is_nan(), "{y:?}");
     Ok(())
 }
@@ -124,7 +126,10 @@ fn errors_name_the_op_and_shapes() -> Result<()> {
         expect_err(f(&x, (3, 3), (2, 2), (2, 1)), &["padding", "[1, 2, 5, 5]"]);
         expect_err(f(&x, (0, 3), (1, 1), (0, 0)), &["kernel", "[1, 2, 5, 5]"]);
         expect_err(f(&x, (3, 3), (0, 1), (0, 0)), &["stride", "[1, 2, 5, 5]"]);
-        expect_err(f(&x, (6, 3), (1, 1), (0, 0)), &["output size", "[1, 2, 5, 5]"]);
+        expect_err(
+            f(&x, (6, 3), (1, 1), (0, 0)),
+            &["output size", "[1, 2, 5, 5]"],
+        );
         let x3 = Tensor::zeros((2, 5, 5), DType::F32, &dev)?;
         expect_err(f(&x3, (3, 3), (1, 1), (0, 0)), &["[2, 5, 5]"]);
         let xi = Tensor::zeros((1, 1, 5, 5), DType::F64, &dev)?;
@@ -136,6 +141,9 @@ fn errors_name_the_op_and_shapes() -> Result<()> {
 #[test]
 fn empty_batch_gives_empty_output() -> Result<()> {
     let x = Tensor::zeros((0, 3, 7, 7), DType::F32, &Device::Cpu)?;
-    assert_eq!(max_pool2d(&x, (3, 3), (2, 2), (1, 1))?.dims(), &[0, 3, 4, 4]);
+    assert_eq!(
+        max_pool2d(&x, (3, 3), (2, 2), (1, 1))?.dims(),
+        &[0, 3, 4, 4]
+    );
     Ok(())
 }

@@ -47,7 +47,10 @@ fn geom(x: &Tensor, pad: (usize, usize, usize, usize)) -> Result<Geom> {
         _ => {
             return Err(Error::op(
                 OP,
-                format!("x must be [N, C, H, W] or [C, H, W], got shape {:?}", x.dims()),
+                format!(
+                    "x must be [N, C, H, W] or [C, H, W], got shape {:?}",
+                    x.dims()
+                ),
             ));
         }
     };
@@ -215,9 +218,7 @@ pub fn reflection_pad2d_portable(x: &Tensor, pad: (usize, usize, usize, usize)) 
     let g = geom(x, pad)?;
     let r = x.rank();
     let dev = x.device();
-    let rows: Vec<u32> = (0..g.ho())
-        .map(|i| reflect(i, g.top, g.h) as u32)
-        .collect();
+    let rows: Vec<u32> = (0..g.ho()).map(|i| reflect(i, g.top, g.h) as u32).collect();
     let cols: Vec<u32> = (0..g.wo())
         .map(|j| reflect(j, g.left, g.w) as u32)
         .collect();

@@ -200,10 +200,7 @@ impl CustomOp1 for MaxPool2d {
         pool_fwd(g, x, &mut out, &mut arg);
         // A second forward through the same op (not done by candle) would keep the first argmax.
         let _ = self.argmax.set(arg);
-        Ok((
-            CpuStorage::F32(out),
-            Shape::from((g.n, g.c, g.ho, g.wo)),
-        ))
+        Ok((CpuStorage::F32(out), Shape::from((g.n, g.c, g.ho, g.wo))))
     }
 
     fn bwd(

@@ -191,7 +191,11 @@ fn bwd_block(geom: Geom, log: bool, y: &[f32], g: &[f32], dx: &mut [f32]) {
         .zip(g.chunks_exact(inner))
     {
         for (((d, &yv), &gv), &a) in dr.iter_mut().zip(yr).zip(gr).zip(&acc) {
-            *d = if log { gv - yv.exp() * a } else { yv * (gv - a) };
+            *d = if log {
+                gv - yv.exp() * a
+            } else {
+                yv * (gv - a)
+            };
         }
     }
 }
