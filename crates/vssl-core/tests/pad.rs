@@ -130,3 +130,32 @@ fn empty_batch_gives_empty_output() -> Result<()> {
     assert_eq!(reflection_pad2d(&x, (1, 2, 3, 0))?.dims(), &[0, 3, 7, 7]);
     Ok(())
 }
+
+/// Timing of the CPU kernel against the portable `index_select` path, forward and backward
+/// (best of 3). Run with `--ignored --nocapture`.
+#[test]
+#[ignore = "timing, not a check"]
+fn bench_pad() -> Result<()> {
+    let x = Var::from_tensor(&Tensor::randn(0f32, 1., (8, 64, 80, 80), &Device::Cpu)?)?;
+    for (label, f) in [
+        ("cpu", reflection_pad2d as PadFn),
+        ("portable", reflection_pad2d_portable),
+    ] {
+        let (mut fwd, mut bwd) = (f64::MAX, f64::MAX);
+        for _ in 0..3 {
+            let t0 = std::time::Instant::now();
+            let y = f(x.as_tensor(), (3, 3, 3, 3))?;
+            let g = y.ones_like()?;
+            let t1 = std::time::Instant::now();
+            let _ = (y * g)?.sum_all()?.backward()?;
+            let t2 = std::time::Instant::now();
+            fwd = fwd.min((t1 - t0).as_secs_f64());
+            bwd = bwd.min((t2 - t1).as_secs_f64());
+        }
+        println!(
+            "{label}: x {:?} pad 3 fwd {fwd:.4}s bwd(incl. mul+sum) {bwd:.4}s",
+            x.dims()
+        );
+    }
+    Ok(())
+}

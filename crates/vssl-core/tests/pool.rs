@@ -147,3 +147,50 @@ fn empty_batch_gives_empty_output() -> Result<()> {
     );
     Ok(())
 }
+
+/// Timing of the ResNet-stem pooling (3x3 / 2 / 1), forward and backward (best of 3), on the
+/// CPU kernel against the portable path. Run with `--ignored --nocapture`.
+#[test]
+#[ignore = "timing, not a check"]
+fn bench_stem_pool() -> Result<()> {
+    let dev = Device::Cpu;
+    let x = Var::from_tensor(&Tensor::randn(0f32, 1., (4, 64, 160, 160), &dev)?)?;
+    for (label, f, reps) in [
+        ("cpu", max_pool2d as PoolFn, 5),
+        ("portable", max_pool2d_portable, 1),
+    ] {
+        let (mut fwd, mut bwd) = (f64::MAX, f64::MAX);
+        for _ in 0..reps {
+            let t0 = std::time::Instant::now();
+            let y = f(x.as_tensor(), (3, 3), (2, 2), (1, 1))?;
+            let g = y.ones_like()?;
+            let t1 = std::time::Instant::now();
+            let _ = (y * g)?.sum_all()?.backward()?;
+            let t2 = std::time::Instant::now();
+            fwd = fwd.min((t1 - t0).as_secs_f64());
+            bwd = bwd.min((t2 - t1).as_secs_f64());
+        }
+        println!(
+            "{label}: x {:?} fwd {fwd:.4}s bwd(incl. mul+sum) {bwd:.4}s",
+            x.dims()
+        );
+    }
+    // Baseline: the backward of `(y * g).sum()` alone, on a leaf of the output's shape.
+    let y = Var::from_tensor(&max_pool2d(x.as_tensor(), (3, 3), (2, 2), (1, 1))?)?;
+    let mut base = f64::MAX;
+    for _ in 0..5 {
+        let g = y.ones_like()?;
+        let t0 = std::time::Instant::now();
+        let _ = (y.as_tensor() * g)?.sum_all()?.backward()?;
+        base = base.min(t0.elapsed().as_secs_f64());
+    }
+    println!("baseline: mul+sum backward alone {base:.4}s");
+    let mut best = f64::MAX;
+    for _ in 0..5 {
+        let t0 = std::time::Instant::now();
+        let _ = x.as_tensor().max_pool2d_with_stride(3, 2)?;
+        best = best.min(t0.elapsed().as_secs_f64());
+    }
+    println!("candle max_pool2d_with_stride (no padding, fwd only): {best:.4}s");
+    Ok(())
+}

@@ -177,3 +177,41 @@ fn empty_tensor() -> Result<()> {
     assert_eq!(log_softmax(&x, 0)?.dims(), &[2, 0]);
     Ok(())
 }
+
+/// Timing of the CPU kernel against the portable path and candle's `softmax_last_dim` (forward
+/// only), on the last dim and on dim 1 (best of 3). Run with `--ignored --nocapture`.
+#[test]
+#[ignore = "timing, not a check"]
+fn bench_softmax() -> Result<()> {
+    let x = Var::from_tensor(&Tensor::randn(0f32, 1., (16, 64, 1600), &Device::Cpu)?)?;
+    for dim in [2usize, 1] {
+        for (label, f) in [
+            ("cpu", softmax::<usize> as SmFn),
+            ("portable", softmax_portable::<usize>),
+        ] {
+            let (mut fwd, mut bwd) = (f64::MAX, f64::MAX);
+            for _ in 0..3 {
+                let t0 = std::time::Instant::now();
+                let y = f(x.as_tensor(), dim)?;
+                let g = y.ones_like()?;
+                let t1 = std::time::Instant::now();
+                let _ = (y * g)?.sum_all()?.backward()?;
+                let t2 = std::time::Instant::now();
+                fwd = fwd.min((t1 - t0).as_secs_f64());
+                bwd = bwd.min((t2 - t1).as_secs_f64());
+            }
+            println!(
+                "{label}: x {:?} dim {dim} fwd {fwd:.4}s bwd(incl. mul+sum) {bwd:.4}s",
+                x.dims()
+            );
+        }
+    }
+    let mut best = f64::MAX;
+    for _ in 0..3 {
+        let t0 = std::time::Instant::now();
+        let _ = candle_nn::ops::softmax_last_dim(x.as_tensor())?;
+        best = best.min(t0.elapsed().as_secs_f64());
+    }
+    println!("candle softmax_last_dim (fwd only, no grad): {best:.4}s");
+    Ok(())
+}

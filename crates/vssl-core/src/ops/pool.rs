@@ -160,16 +160,41 @@ fn pool_fwd(g: &Geom, x: &[f32], out: &mut [f32], arg: &mut [u32]) {
                 for (ow, (ov, av)) in orow.iter_mut().zip(arow.iter_mut()).enumerate() {
                     let w0 = (ow * g.sw).saturating_sub(g.pw);
                     let w1 = (ow * g.sw + g.kw - g.pw).min(g.w);
+                    // Pass 1: the maximum (a branch-free `max`) and whether a NaN is present.
                     let mut best = f32::NEG_INFINITY;
-                    let mut bi = h0 * g.w + w0;
+                    let mut nan = false;
                     for ih in h0..h1 {
-                        let row = &xp[ih * g.w..(ih + 1) * g.w];
-                        for (iw, &v) in row.iter().enumerate().take(w1).skip(w0) {
-                            // Strict `>` keeps the first maximum; NaN always takes over, as in
-                            // PyTorch's CPU kernel.
-                            if v > best || v.is_nan() {
-                                best = v;
-                                bi = ih * g.w + iw;
+                        let base = ih * g.w;
+                        for &v in xp.get(base + w0..base + w1).unwrap_or_default() {
+                            best = if v > best { v } else { best };
+                            nan |= v.is_nan();
+                        }
+                    }
+                    // Pass 2: the first position (row-major) holding the maximum, PyTorch's tie
+                    // rule; with a NaN, the last NaN wins as in PyTorch's CPU kernel (whose
+                    // running test is `v > best || isnan(v)`). An all `-inf` window keeps its
+                    // first position.
+                    let mut bi = h0 * g.w + w0;
+                    if nan {
+                        best = f32::NAN;
+                        for ih in h0..h1 {
+                            let base = ih * g.w;
+                            let row = xp.get(base + w0..base + w1).unwrap_or_default();
+                            for (k, &v) in row.iter().enumerate() {
+                                if v.is_nan() {
+                                    bi = base + w0 + k;
+                                }
+                            }
+                        }
+                    } else {
+                        'find: for ih in h0..h1 {
+                            let base = ih * g.w;
+                            let row = xp.get(base + w0..base + w1).unwrap_or_default();
+                            for (k, &v) in row.iter().enumerate() {
+                                if v == best {
+                                    bi = base + w0 + k;
+                                    break 'find;
+                                }
                             }
                         }
                     }
