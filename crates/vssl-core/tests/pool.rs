@@ -93,6 +93,30 @@ fn nan_propagates_on_cpu_kernel() -> Result<()> {
     Ok(())
 }
 
+/// PyTorch 2.9.1 (CPU, f32 and f64) on this input with k3 s1 p1 gives these outputs and this
+/// gradient (checked by hand with `F.max_pool2d`): a NaN window outputs NaN and its gradient
+/// goes to the window's last NaN.
+#[test]
+fn nan_gradient_goes_to_the_last_nan_like_pytorch() -> Result<()> {
+    let nan = f32::NAN;
+    let x = Var::from_tensor(&Tensor::new(
+        &[[[[nan, 5., nan], [1., 2., 9.], [0., 0., 0.]]]],
+        &Device::Cpu,
+    )?)?;
+    let y = max_pool2d(x.as_tensor(), (3, 3), (1, 1), (1, 1))?;
+    let yv = y.flatten_all()?.to_vec1::<f32>()?;
+    assert!(yv[..6].iter().all(|v| v.is_nan()), "{yv:?}");
+    assert_eq!(&yv[6..], &[2., 9., 9.]);
+    let grads = y.sum_all()?.backward()?;
+    let dx = grads
+        .get(x.as_tensor())
+        .ok_or_else(|| Error::op("test", "no gradient"))?
+        .flatten_all()?
+        .to_vec1::<f32>()?;
+    assert_eq!(dx, vec![2., 0., 4., 0., 1., 2., 0., 0., 0.]);
+    Ok(())
+}
+
 #[test]
 fn strided_input_is_accepted() -> Result<()> {
     let g = Golden::workspace("pool")?;
