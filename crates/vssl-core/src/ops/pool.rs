@@ -118,7 +118,9 @@ fn geom(
 /// last NaN of the window, as PyTorch's CPU kernel does). On other devices see
 /// [`max_pool2d_portable`].
 ///
-/// Uses the fast CPU kernel for `f32` CPU tensors and [`max_pool2d_portable`] otherwise.
+/// Uses the fast CPU kernel for `f32` CPU tensors and [`max_pool2d_portable`] otherwise. The
+/// CPU kernel keeps one `u32` argmax per output (4 bytes per output element) alive with the
+/// autograd graph, so the backward pass is a single scatter.
 ///
 /// # Errors
 /// [`Error::Op`] naming `max_pool2d` and the shapes when `x` is not an `f32` rank-4 tensor, a
@@ -315,7 +317,12 @@ impl CustomOp2 for MaxPool2dBwd {
 /// CPU kernel and PyTorch.
 ///
 /// NaN: a window containing NaN yields candle's `maximum` of it (device-dependent) and sends no
-/// gradient to the window; PyTorch propagates NaN there instead.
+/// gradient to the window; PyTorch propagates NaN there instead. A window whose real entries
+/// are all `-inf` and which also covers padding may route its gradient to the padding (so the
+/// input gets none), where PyTorch picks the window's first real position.
+///
+/// It costs `kh·kw` `index_select`s and `where_cond`s of the output's size: several times
+/// slower than the CPU kernel on the CPU (a timing test in `tests/pool.rs` compares them).
 ///
 /// # Errors
 /// As [`max_pool2d`], under the name `max_pool2d`.
