@@ -1,0 +1,111 @@
+//! The portable paths on a CUDA device, checked against the CPU kernels (which the golden tests
+//! prove against PyTorch): forward values and every input gradient, for every op.
+//!
+//! Built only with `--features cuda`; it needs a GPU at run time (the whole file is absent from
+//! the default CPU build, so no test pretends to pass without one).
+#![cfg(feature = "cuda")]
+
+use candle_core::{DType, Device, Tensor, Var};
+use vssl_core::Result;
+use vssl_core::testing::{Tolerance, assert_close};
+
+/// GPU reductions sum in another order than the CPU kernels: allow a few f32 ulps more.
+const TOL: Tolerance = Tolerance::SINGLE_OP.with_rtol(1e-4).with_atol_of_max(1e-5);
+
+fn gpu() -> Result<Device> {
+    Ok(Device::new_cuda(0)?)
+}
+
+/// Deterministic values in [lo, hi) (a small LCG: no RNG dependency in vssl-core's tests).
+fn values(shape: &[usize], seed: u64, lo: f32, hi: f32) -> Result<Tensor> {
+    let n: usize = shape.iter().product();
+    let mut s = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+    let v: Vec<f32> = (0..n)
+        .map(|_| {
+            s = s
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            lo + (hi - lo) * ((s >> 40) as f32 / (1u64 << 24) as f32)
+        })
+        .collect();
+    Ok(Tensor::from_vec(v, shape, &Device::Cpu)?)
+}
+
+/// Runs `f` on the CPU (the fast kernels) and on the GPU (the portable paths) with the same
+/// inputs, and compares the outputs and the gradient of `sum(out · w)` to every input.
+fn same_on_gpu(
+    name: &str,
+    inputs: &[Tensor],
+    f: impl Fn(&[Tensor]) -> Result<Tensor>,
+) -> Result<()> {
+    let dev = gpu()?;
+    let run = |device: &Device| -> Result<(Tensor, Vec<Tensor>)> {
+        let vars = inputs
+            .iter()
+            .map(|t| Var::from_tensor(&t.to_device(device)?))
+            .collect::<candle_core::Result<Vec<_>>>()?;
+        let ts: Vec<Tensor> = vars.iter().map(|v| v.as_tensor().clone()).collect();
+        let out = f(&ts)?;
+        let w = values(out.dims(), 99, -1.0, 1.0)?.to_device(device)?;
+        let grads = out.broadcast_mul(&w)?.sum_all()?.backward()?;
+        let mut gs = Vec::new();
+        for (i, v) in vars.iter().enumerate() {
+            let g = grads.get(v.as_tensor()).ok_or_else(|| {
+                vssl_core::Error::op("cuda test", format!("{name}: no gradient for input {i} on {device:?}"))
+            })?;
+            gs.push(g.to_device(&Device::Cpu)?);
+        }
+        Ok((out.to_device(&Device::Cpu)?, gs))
+    };
+    let (out_cpu, g_cpu) = run(&Device::Cpu)?;
+    let (out_gpu, g_gpu) = run(&dev)?;
+    assert!(out_gpu.device().is_cpu());
+    assert_close(&format!("{name} out"), &out_gpu, &out_cpu, TOL)?;
+    for (i, (a, b)) in g_gpu.iter().zip(&g_cpu).enumerate() {
+        assert_close(&format!("{name} grad {i}"), a, b, TOL)?;
+    }
+    Ok(())
+}
+
+#[test]
+fn grid_sample_on_gpu() -> Result<()> {
+    use vssl_core::ops::grid::{affine_grid, grid_sample};
+    let x = values(&[2, 3, 9, 11], 1, -1.0, 1.0)?;
+    let g = values(&[2, 5, 7, 2], 2, -1.2, 1.2)?;
+    for ac in [false, true] {
+        same_on_gpu("grid_sample", &[x.clone(), g.clone()], |t| {
+            grid_sample(&t[0], &t[1], ac)
+        })?;
+    }
+    let theta = values(&[2, 2, 3], 3, -0.8, 0.8)?;
+    same_on_gpu("affine_grid+grid_sample", &[x, theta], |t| {
+        let grid = affine_grid(&t[1], (2, 3, 6, 5), true)?;
+        grid_sample(&t[0], &grid, true)
+    })
+}
+
+#[test]
+fn max_pool_pad_softmax_on_gpu() -> Result<()> {
+    use vssl_core::ops::{pad::reflection_pad2d, pool::max_pool2d, softmax::softmax};
+    let x = values(&[2, 3, 13, 10], 4, -2.0, 2.0)?;
+    same_on_gpu("max_pool2d", &[x.clone()], |t| {
+        max_pool2d(&t[0], (3, 3), (2, 2), (1, 1))
+    })?;
+    same_on_gpu("reflection_pad2d", &[x.clone()], |t| {
+        reflection_pad2d(&t[0], (2, 1, 3, 0))
+    })?;
+    for dim in 0..4 {
+        same_on_gpu("softmax", &[x.clone()], |t| softmax(&t[0], dim))?;
+    }
+    Ok(())
+}
+
+#[test]
+fn gpu_outputs_stay_on_the_gpu() -> Result<()> {
+    use vssl_core::ops::softmax::softmax;
+    let dev = gpu()?;
+    let x = values(&[4, 5], 5, -1.0, 1.0)?.to_device(&dev)?;
+    let y = softmax(&x, 1)?;
+    assert!(y.device().is_cuda() && y.dtype() == DType::F32);
+    Ok(())
+}
