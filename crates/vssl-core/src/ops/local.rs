@@ -23,7 +23,7 @@
 
 use std::sync::Arc;
 
-use candle_core::{CpuStorage, DType, Layout, Shape, Tensor};
+use candle_core::{CpuStorage, Layout, Shape, Tensor};
 use rayon::prelude::*;
 
 use crate::ops::{cpu_f32, ensure_f32, fast_cpu};
