@@ -41,6 +41,8 @@ CASES = [
     ("ties_d1", (4, 13), 1, 6, True),
     ("ties_r3_d1", (2, 9, 5), 1, 4, True),
     ("ties_long_d0", (203, 3), 0, 9, True),
+    ("blocks_d1", (2, 23, 301), 1, 5, False),
+    ("blocks_ties_d0", (41, 517), 0, 3, True),
 ]
 
 out = {}

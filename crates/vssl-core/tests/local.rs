@@ -319,3 +319,66 @@ fn aggregate_errors_name_the_op_and_shapes() -> Result<()> {
     }
     Ok(())
 }
+
+/// Peak resident memory of this process (VmHWM), in MiB.
+fn peak_rss_mib() -> f64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines().find(|l| l.starts_with("VmHWM:")).and_then(|l| {
+                l.split_whitespace()
+                    .nth(1)
+                    .and_then(|v| v.parse::<f64>().ok())
+            })
+        })
+        .map_or(f64::NAN, |kb| kb / 1024.0)
+}
+
+/// The memory benchmark, local side: r = 12 on [1, 512, 60, 107] plus top-10 along the
+/// window axis. Run each `bench_*_memory` alone (one process each) and compare the peaks:
+/// `cargo test --profile test -p vssl-core --test local -- --ignored --nocapture --exact bench_local_memory`
+#[test]
+#[ignore = "benchmark; run by hand, alone"]
+fn bench_local_memory() -> Result<()> {
+    let dev = Device::Cpu;
+    let a = Tensor::randn(0f32, 1., (1, 512, 60, 107), &dev)?;
+    let b = Tensor::randn(0f32, 1., (1, 512, 60, 107), &dev)?;
+    let before = peak_rss_mib();
+    let t = std::time::Instant::now();
+    let aff = local_affinity(&a, &b, LocalWindow::square(12))?;
+    let t_aff = t.elapsed().as_secs_f64();
+    let (v, _i) = vssl_core::ops::topk::topk(&aff, 10, 1)?;
+    let t_all = t.elapsed().as_secs_f64();
+    println!(
+        "local r=12 + top-10: out {:?}, {:.1} ms affinity, {:.1} ms total; peak RSS {:.1} MiB (inputs loaded: {:.1} MiB)",
+        v.dims(),
+        t_aff * 1e3,
+        t_all * 1e3,
+        peak_rss_mib(),
+        before
+    );
+    Ok(())
+}
+
+/// The dense side of the memory benchmark: 6420 x 6420 affinity + top-10.
+#[test]
+#[ignore = "benchmark; run by hand, alone"]
+fn bench_dense_memory() -> Result<()> {
+    let dev = Device::Cpu;
+    let a = Tensor::randn(0f32, 1., (1, 512, 60, 107), &dev)?;
+    let b = Tensor::randn(0f32, 1., (1, 512, 60, 107), &dev)?;
+    let before = peak_rss_mib();
+    let t = std::time::Instant::now();
+    let af = a.reshape((512, 6420))?.t()?.contiguous()?;
+    let bf = b.reshape((512, 6420))?;
+    let dense = af.matmul(&bf)?; // [6420, 6420]
+    let (v, _i) = vssl_core::ops::topk::topk(&dense, 10, 1)?;
+    println!(
+        "dense 6420x6420 + top-10: out {:?}, {:.1} ms; peak RSS {:.1} MiB (inputs loaded: {:.1} MiB)",
+        v.dims(),
+        t.elapsed().as_secs_f64() * 1e3,
+        peak_rss_mib(),
+        before
+    );
+    Ok(())
+}

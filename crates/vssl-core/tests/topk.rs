@@ -22,6 +22,8 @@ const CASES: &[&str] = &[
     "ties_d1",
     "ties_r3_d1",
     "ties_long_d0",
+    "blocks_d1",
+    "blocks_ties_d0",
 ];
 
 type TopkFn = fn(&Tensor, usize, usize) -> Result<(Tensor, Tensor)>;
@@ -180,5 +182,50 @@ fn errors_name_the_op_and_shapes() -> Result<()> {
         let xi = Tensor::zeros((2, 3), DType::U32, &dev)?;
         expect_err(f(&xi, 1, 0), &["topk", "f32", "[2, 3]"]);
     }
+    Ok(())
+}
+
+/// The benchmark: top-10 over [2, 4096, 4096] against candle's full sort.
+/// `cargo test --profile test -p vssl-core --test topk -- --ignored --nocapture bench`
+#[test]
+#[ignore = "benchmark; run by hand"]
+fn bench_topk_vs_sort() -> Result<()> {
+    let dev = Device::Cpu;
+    let x = Tensor::randn(0f32, 1., (2, 4096, 4096), &dev)?;
+    let time = |f: &dyn Fn() -> Result<()>| -> Result<f64> {
+        f()?;
+        let mut best = f64::INFINITY;
+        for _ in 0..3 {
+            let t = std::time::Instant::now();
+            f()?;
+            best = best.min(t.elapsed().as_secs_f64());
+        }
+        Ok(best)
+    };
+    let ours = time(&|| {
+        topk(&x, 10, 2)?;
+        Ok(())
+    })?;
+    let ours_d1 = time(&|| {
+        topk(&x, 10, 1)?;
+        Ok(())
+    })?;
+    let sort = time(&|| {
+        let (v, i) = x.sort_last_dim(false)?;
+        v.narrow(2, 0, 10)?.contiguous()?;
+        i.narrow(2, 0, 10)?.contiguous()?;
+        Ok(())
+    })?;
+    println!(
+        "topk k=10 [2,4096,4096]: dim 2 {:.1} ms, dim 1 {:.1} ms; sort_last_dim+narrow {:.1} ms; speed-up {:.1}x",
+        ours * 1e3,
+        ours_d1 * 1e3,
+        sort * 1e3,
+        sort / ours
+    );
+    assert!(
+        sort / ours >= 5.0,
+        "top-k must be >= 5x faster than a full sort"
+    );
     Ok(())
 }

@@ -13,8 +13,8 @@
 //! candidates and a running threshold (the current `k`-th best), compacts the candidates with a
 //! partial selection (`select_nth_unstable_by`) when the buffer fills, and sorts only the final
 //! `k`. Lines are processed in parallel with rayon. A line along a non-last axis is read with its
-//! stride, a tile of 16 neighbouring lines at a time (so the reads use whole cache lines); the
-//! input is never transposed or copied. Indices come from a kernel without gradient; the values
+//! stride: a task streams through the rows of a block of up to 256 neighbouring lines (contiguous
+//! runs in memory), one selector per line; the input is never transposed or copied. Indices come from a kernel without gradient; the values
 //! are `x.gather(indices, dim)`, so the gradient flows to `x` through candle's gather backward
 //! (a scatter-add of the upstream gradient at the selected indices).
 
@@ -157,33 +157,67 @@ fn beats(v: f32, threshold: f32) -> bool {
     }
 }
 
-/// Writes the indices of the `k` best elements of `line` (ranked by [`rank_cmp`]) into `out`,
-/// best first. `buf` is reused scratch; `1 <= k <= line.len()`, `out.len() == k`.
-fn select_line(line: &[f32], k: usize, buf: &mut Vec<(f32, u32)>, out: &mut [u32]) {
-    buf.clear();
-    let cap = 2 * k + 16;
-    let mut threshold: Option<f32> = None;
-    for (j, &v) in line.iter().enumerate() {
-        if let Some(t) = threshold
+/// Streaming top-k of one line: fed `(value, index)` in increasing index order, it keeps at most
+/// `2k + 16` candidates and a threshold (the `k`-th best after the last compaction) that later
+/// elements must strictly beat, which with the index order gives lower-index-first ties.
+struct Selector {
+    k: usize,
+    cap: usize,
+    buf: Vec<(f32, u32)>,
+    threshold: Option<f32>,
+}
+
+impl Selector {
+    fn new(k: usize) -> Self {
+        Self {
+            k,
+            cap: 2 * k + 16,
+            buf: Vec::new(),
+            threshold: None,
+        }
+    }
+
+    fn reset(&mut self) {
+        self.buf.clear();
+        self.threshold = None;
+    }
+
+    #[inline]
+    fn push(&mut self, v: f32, j: u32) {
+        if let Some(t) = self.threshold
             && !beats(v, t)
         {
-            continue;
+            return;
         }
-        buf.push((v, j as u32));
-        if buf.len() >= cap {
-            buf.select_nth_unstable_by(k - 1, rank_cmp);
-            buf.truncate(k);
-            threshold = buf.last().map(|p| p.0);
+        self.buf.push((v, j));
+        if self.buf.len() >= self.cap {
+            self.buf.select_nth_unstable_by(self.k - 1, rank_cmp);
+            self.buf.truncate(self.k);
+            self.threshold = self.buf.last().map(|p| p.0);
         }
     }
-    if buf.len() > k {
-        buf.select_nth_unstable_by(k - 1, rank_cmp);
-        buf.truncate(k);
+
+    /// Writes the indices of the best `k` (best first) into `out` (`out.len() == k`).
+    fn finish(&mut self, out: &mut [u32]) {
+        if self.buf.len() > self.k {
+            self.buf.select_nth_unstable_by(self.k - 1, rank_cmp);
+            self.buf.truncate(self.k);
+        }
+        self.buf.sort_unstable_by(rank_cmp);
+        for (o, p) in out.iter_mut().zip(self.buf.iter()) {
+            *o = p.1;
+        }
     }
-    buf.sort_unstable_by(rank_cmp);
-    for (o, p) in out.iter_mut().zip(buf.iter()) {
-        *o = p.1;
+}
+
+/// Writes the indices of the `k` best elements of `line` (ranked by [`rank_cmp`]) into `out`,
+/// best first. `1 <= k <= line.len()`, `out.len() == k`.
+fn select_line(line: &[f32], sel: &mut Selector, out: &mut [u32]) {
+    sel.reset();
+    for (j, &v) in line.iter().enumerate() {
+        sel.push(v, j as u32);
     }
+    sel.finish(out);
 }
 
 /// Kernel computing the top-k indices (no gradient).
@@ -192,8 +226,10 @@ struct TopkIndices {
     dim: usize,
 }
 
-/// Lines along a non-last axis are read this many at a time (one 64-byte cache line of f32).
-const TILE: usize = 16;
+/// Lines along a non-last axis are processed this many at a time: a task streams through the
+/// `n` rows of a `[n, BLOCK]` block of the `[outer, n, inner]` view (contiguous runs of `BLOCK`
+/// values), feeding one [`Selector`] per line.
+const BLOCK: usize = 256;
 
 impl candle_core::CustomOp1 for TopkIndices {
     fn name(&self) -> &'static str {
@@ -225,39 +261,38 @@ impl candle_core::CustomOp1 for TopkIndices {
         }
         if inner == 1 {
             // Contiguous lines: one line per output chunk of k.
-            out.par_chunks_mut(k)
-                .zip(x.par_chunks(n))
-                .for_each_init(Vec::new, |buf, (o, line)| select_line(line, k, buf, o));
+            out.par_chunks_mut(k).zip(x.par_chunks(n)).for_each_init(
+                || Selector::new(k),
+                |sel, (o, line)| select_line(line, sel, o),
+            );
         } else {
-            // Strided lines: tiles of TILE neighbouring lines, copied into per-task scratch.
-            let tiles_per_outer = inner.div_ceil(TILE);
-            let results: Vec<(usize, usize, usize, Vec<u32>)> = (0..outer * tiles_per_outer)
+            // Strided lines, never transposed: each task streams the rows of one block.
+            let blocks = inner.div_ceil(BLOCK);
+            let results: Vec<(usize, usize, Vec<u32>)> = (0..outer * blocks)
                 .into_par_iter()
-                .map_init(
-                    || (Vec::new(), Vec::new()),
-                    |(buf, scratch): &mut (Vec<(f32, u32)>, Vec<f32>), task| {
-                        let o = task / tiles_per_outer;
-                        let i0 = (task % tiles_per_outer) * TILE;
-                        let t = TILE.min(inner - i0);
-                        scratch.clear();
-                        scratch.resize(t * n, 0.0);
-                        let base = o * n * inner + i0;
-                        for j in 0..n {
-                            let row = &x[base + j * inner..base + j * inner + t];
-                            for (ti, &v) in row.iter().enumerate() {
-                                scratch[ti * n + j] = v;
+                .map(|task| {
+                    let o = task / blocks;
+                    let i0 = (task % blocks) * BLOCK;
+                    let t = BLOCK.min(inner - i0);
+                    let mut sels: Vec<Selector> = (0..t).map(|_| Selector::new(k)).collect();
+                    let base = o * n * inner + i0;
+                    for j in 0..n {
+                        let start = base + j * inner;
+                        if let Some(row) = x.get(start..start + t) {
+                            for (sel, &v) in sels.iter_mut().zip(row) {
+                                sel.push(v, j as u32);
                             }
                         }
-                        let mut idx = vec![0u32; t * k];
-                        for (line, o_chunk) in scratch.chunks(n).zip(idx.chunks_mut(k)) {
-                            select_line(line, k, buf, o_chunk);
-                        }
-                        (o, i0, t, idx)
-                    },
-                )
+                    }
+                    let mut idx = vec![0u32; t * k];
+                    for (sel, chunk) in sels.iter_mut().zip(idx.chunks_mut(k)) {
+                        sel.finish(chunk);
+                    }
+                    (o, i0, idx)
+                })
                 .collect();
-            for (o, i0, t, idx) in results {
-                for (ti, chunk) in idx.chunks(k).enumerate().take(t) {
+            for (o, i0, idx) in results {
+                for (ti, chunk) in idx.chunks(k).enumerate() {
                     for (j, &v) in chunk.iter().enumerate() {
                         if let Some(slot) = out.get_mut(o * k * inner + j * inner + i0 + ti) {
                             *slot = v;
@@ -277,9 +312,8 @@ mod tests {
     #[test]
     fn select_line_orders_ties_and_nan() {
         let line = [1.0, f32::NAN, 3.0, 3.0, f32::INFINITY, -1.0, 3.0];
-        let mut buf = Vec::new();
         let mut out = [0u32; 5];
-        select_line(&line, 5, &mut buf, &mut out);
+        select_line(&line, &mut Selector::new(5), &mut out);
         assert_eq!(out, [1, 4, 2, 3, 6]);
     }
 
@@ -287,9 +321,8 @@ mod tests {
     fn select_line_compacts_long_lines() {
         // Long enough to trigger several compactions; values descend then repeat.
         let line: Vec<f32> = (0..1000).map(|i| ((i * 37) % 101) as f32).collect();
-        let mut buf = Vec::new();
         let mut out = [0u32; 7];
-        select_line(&line, 7, &mut buf, &mut out);
+        select_line(&line, &mut Selector::new(7), &mut out);
         let mut want: Vec<(f32, u32)> = line
             .iter()
             .enumerate()
