@@ -16,10 +16,12 @@
 //! `(a[:, :, None] * unfold(b, 2r+1, padding=r).view(B, C, K, H, W)).sum(1)` on the in-image
 //! entries.
 //!
-//! The fast CPU kernels work on channels-last copies of the features (so each dot product reads
-//! contiguous memory), allocate nothing beyond their output and those input-sized copies, and run
-//! in parallel with rayon (over batch × window rows for the affinity, over batch × image rows for
-//! the aggregation). Their backward passes are the same two kernels with the roles swapped.
+//! The fast CPU kernels run in parallel with rayon. The affinity kernel reads `a` and `b` in
+//! place (`[B, C, H, W]`, a multiply-add along image rows per channel) and allocates only its
+//! output plus an `O(threads · (2r+1) · W)` scratch, so top-k over its window axis costs a small
+//! fraction of a dense `HW × HW` affinity. The aggregation kernel and the backward passes work on
+//! channels-last copies (input-sized) so each position's channel vector is contiguous; the
+//! backward passes are the two kernels with the roles swapped.
 
 use std::sync::Arc;
 
@@ -282,8 +284,9 @@ fn check_aggregate(weights: &Tensor, values: &Tensor, radius: usize) -> Result<G
 /// Backward: gradients to `a` and `b`; `-inf` entries pass no gradient (whatever the upstream
 /// gradient holds there).
 ///
-/// Runs a CPU kernel when both inputs are CPU `f32` tensors (memory: the output plus
-/// channels-last copies of `a` and `b`), and [`local_affinity_portable`] otherwise.
+/// Runs a CPU kernel when both inputs are CPU `f32` tensors (memory: the output plus a scratch
+/// of `(2r+1)·W` floats per thread; no copy of `a` or `b` when they are contiguous), and
+/// [`local_affinity_portable`] otherwise.
 ///
 /// # Errors
 ///
@@ -294,10 +297,10 @@ pub fn local_affinity(a: &Tensor, b: &Tensor, window: LocalWindow) -> Result<Ten
     if !(fast_cpu(a) && fast_cpu(b)) {
         return local_affinity_portable(a, b, window);
     }
-    let a_cl = a.permute((0, 2, 3, 1))?.contiguous()?;
-    let b_cl = b.permute((0, 2, 3, 1))?.contiguous()?;
-    Ok(a_cl.apply_op2(
-        &b_cl,
+    let a = a.contiguous()?;
+    let b = b.contiguous()?;
+    Ok(a.apply_op2(
+        &b,
         Affinity {
             g,
             fill: f32::NEG_INFINITY,
@@ -408,25 +411,6 @@ pub fn local_aggregate_portable(
 // CPU kernels
 // ---------------------------------------------------------------------------------------------
 
-/// Dot product with eight accumulators (vectorises; f32 accumulation).
-#[inline]
-fn dot(a: &[f32], b: &[f32]) -> f32 {
-    let mut acc = [0f32; 8];
-    let ca = a.chunks_exact(8);
-    let cb = b.chunks_exact(8);
-    let (ra, rb) = (ca.remainder(), cb.remainder());
-    for (x, y) in ca.zip(cb) {
-        for i in 0..8 {
-            acc[i] += x[i] * y[i];
-        }
-    }
-    let mut s = ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7]));
-    for (x, y) in ra.iter().zip(rb) {
-        s += x * y;
-    }
-    s
-}
-
 /// `out += s · v`.
 #[inline]
 fn axpy(out: &mut [f32], s: f32, v: &[f32]) {
@@ -435,8 +419,14 @@ fn axpy(out: &mut [f32], s: f32, v: &[f32]) {
     }
 }
 
-/// `out[n, k, y, x] = p[n, y, x, :] · q[n, y+dy, x+dx, :]` for kept in-image offsets, `fill`
-/// elsewhere. `p`, `q`: channels-last `[B, H, W, C]`. Output `[B, K, H, W]`.
+/// `out[n, k, y, x] = Σ_c p[n, c, y, x] · q[n, c, y+dy, x+dx]` for kept in-image offsets,
+/// `fill` elsewhere. `p`, `q`: `[B, C, H, W]` (read in place, no transposed copy). Output
+/// `[B, K, H, W]`.
+///
+/// One task per (batch, window row `dy`): its `2r+1` output planes are contiguous. For every
+/// image row `y` the task accumulates the `(2r+1) × W` block of dot products over the channels
+/// in a small scratch (row `y` of `p` and row `y+dy` of `q` for one channel at a time, so the
+/// inner loop is a contiguous multiply-add along `x`), then writes it out.
 fn affinity_kernel(g: &Geom, c: usize, p: &[f32], q: &[f32], fill: f32) -> Vec<f32> {
     let hw = g.h * g.w;
     let mut out = vec![fill; g.b * g.k * hw];
@@ -444,9 +434,7 @@ fn affinity_kernel(g: &Geom, c: usize, p: &[f32], q: &[f32], fill: f32) -> Vec<f
         return out;
     }
     let offsets = g.offsets();
-    let img = hw * c;
-    let row = g.w * c;
-    // One task per (batch, window row dy): its (2r+1) planes are contiguous in the output.
+    let img = c * hw;
     out.par_chunks_mut(g.side * hw)
         .enumerate()
         .for_each(|(task, chunk)| {
@@ -457,35 +445,48 @@ fn affinity_kernel(g: &Geom, c: usize, p: &[f32], q: &[f32], fill: f32) -> Vec<f
             else {
                 return;
             };
-            let here: Vec<_> = offsets
+            let here: Vec<(usize, isize, isize)> = offsets
                 .iter()
                 .filter(|(k, _, _)| k / g.side == dyi)
                 .copied()
                 .collect();
+            let Some(&(_, dy, _)) = here.first() else {
+                return;
+            };
+            let mut acc = vec![0f32; here.len() * g.w];
             for y in 0..g.h {
-                let Some(prow) = pb.get(y * row..(y + 1) * row) else {
+                let Some(yy) = Geom::shift(y, dy, g.h) else {
                     continue;
                 };
-                for &(k, dy, dx) in &here {
-                    let Some(yy) = Geom::shift(y, dy, g.h) else {
+                acc.fill(0.0);
+                for ch in 0..c {
+                    let prow = pb.get(ch * hw + y * g.w..ch * hw + (y + 1) * g.w);
+                    let qrow = qb.get(ch * hw + yy * g.w..ch * hw + (yy + 1) * g.w);
+                    let (Some(prow), Some(qrow)) = (prow, qrow) else {
                         continue;
                     };
-                    let Some(qrow) = qb.get(yy * row..(yy + 1) * row) else {
-                        continue;
-                    };
-                    let base = (k % g.side) * hw + y * g.w;
-                    let Some(orow) = chunk.get_mut(base..base + g.w) else {
-                        continue;
-                    };
-                    for x in g.x_range(dx) {
-                        let xx = (x as isize + dx) as usize;
+                    for (&(_, _, dx), arow) in here.iter().zip(acc.chunks_mut(g.w)) {
+                        let xr = g.x_range(dx);
+                        let sx = (xr.start as isize + dx) as usize;
+                        let len = xr.len();
                         if let (Some(o), Some(pa), Some(qa)) = (
-                            orow.get_mut(x),
-                            prow.get(x * c..(x + 1) * c),
-                            qrow.get(xx * c..(xx + 1) * c),
+                            arow.get_mut(xr.clone()),
+                            prow.get(xr),
+                            qrow.get(sx..sx + len),
                         ) {
-                            *o = dot(pa, qa);
+                            for ((o, &u), &v) in o.iter_mut().zip(pa).zip(qa) {
+                                *o += u * v;
+                            }
                         }
+                    }
+                }
+                for (&(k, _, dx), arow) in here.iter().zip(acc.chunks(g.w)) {
+                    let xr = g.x_range(dx);
+                    let base = (k % g.side) * hw + y * g.w;
+                    if let (Some(o), Some(src)) =
+                        (chunk.get_mut(base + xr.start..base + xr.end), arow.get(xr))
+                    {
+                        o.copy_from_slice(src);
                     }
                 }
             }
@@ -550,7 +551,7 @@ fn dims_of(op: &'static str, l: &Layout) -> candle_core::Result<[usize; 4]> {
     }
 }
 
-/// Affinity kernel as a custom op on channels-last `(p [B,H,W,C], q [B,H,W,C])` → `[B,K,H,W]`.
+/// Affinity kernel as a custom op on `(p [B,C,H,W], q [B,C,H,W])` → `[B,K,H,W]`.
 struct Affinity {
     g: Geom,
     fill: f32,
@@ -570,7 +571,7 @@ impl candle_core::CustomOp2 for Affinity {
     ) -> candle_core::Result<(CpuStorage, Shape)> {
         let p = cpu_f32(AFF, s1, l1)?;
         let q = cpu_f32(AFF, s2, l2)?;
-        let [b, h, w, c] = dims_of(AFF, l1)?;
+        let [b, c, h, w] = dims_of(AFF, l1)?;
         if l2.dims() != l1.dims() || (b, h, w) != (self.g.b, self.g.h, self.g.w) {
             return Err(Error::op(
                 AFF,
@@ -596,21 +597,26 @@ impl candle_core::CustomOp2 for Affinity {
         // out[k, y] = p[y] · q[y + d_k]:
         //   dp[y] = Σ_k g[k, y] q[y + d_k]        (aggregate)
         //   dq[z] = Σ_k g[k, z - d_k] p[z - d_k]  (transposed aggregate)
+        // The aggregation kernel works channels-last; the copies are input-sized.
         let grad = grad.contiguous()?;
+        let p_cl = p.permute((0, 2, 3, 1))?.contiguous()?;
+        let q_cl = q.permute((0, 2, 3, 1))?.contiguous()?;
         let dp = grad.apply_op2_no_bwd(
-            q,
+            &q_cl,
             &Aggregate {
                 g: self.g.clone(),
                 transpose: false,
             },
         )?;
         let dq = grad.apply_op2_no_bwd(
-            p,
+            &p_cl,
             &Aggregate {
                 g: self.g.clone(),
                 transpose: true,
             },
         )?;
+        let dp = dp.permute((0, 3, 1, 2))?.contiguous()?;
+        let dq = dq.permute((0, 3, 1, 2))?.contiguous()?;
         Ok((Some(dp), Some(dq)))
     }
 }
@@ -670,10 +676,13 @@ impl candle_core::CustomOp2 for Aggregate {
             g: self.g.clone(),
             fill: 0.0,
         };
+        // The affinity kernel reads [B, C, H, W]: channels-first copies of g and v.
+        let g_cf = grad.permute((0, 3, 1, 2))?.contiguous()?;
+        let v_cf = v.permute((0, 3, 1, 2))?.contiguous()?;
         let dw = if self.transpose {
-            v.apply_op2_no_bwd(&grad, &aff)?
+            v_cf.apply_op2_no_bwd(&g_cf, &aff)?
         } else {
-            grad.apply_op2_no_bwd(v, &aff)?
+            g_cf.apply_op2_no_bwd(&v_cf, &aff)?
         };
         let dv = wts.apply_op2_no_bwd(
             &grad,
