@@ -382,3 +382,33 @@ fn bench_dense_memory() -> Result<()> {
     );
     Ok(())
 }
+
+/// Timings at the benchmark size: forward, backward, and aggregation of 64-channel values.
+/// `cargo test --profile test -p vssl-core --test local -- --ignored --nocapture --exact bench_local_speed`
+#[test]
+#[ignore = "benchmark; run by hand"]
+fn bench_local_speed() -> Result<()> {
+    let dev = Device::Cpu;
+    let a = Var::from_tensor(&Tensor::randn(0f32, 1., (1, 512, 60, 107), &dev)?)?;
+    let b = Var::from_tensor(&Tensor::randn(0f32, 1., (1, 512, 60, 107), &dev)?)?;
+    let v = Var::from_tensor(&Tensor::randn(0f32, 1., (1, 64, 60, 107), &dev)?)?;
+    let window = LocalWindow::euclidean(12);
+    let t = std::time::Instant::now();
+    let aff = local_affinity(a.as_tensor(), b.as_tensor(), window)?;
+    let t_fwd = t.elapsed().as_secs_f64();
+    let p = candle_nn::ops::softmax(&aff, 1)?;
+    let t = std::time::Instant::now();
+    let out = local_aggregate(&p, v.as_tensor(), window.radius)?;
+    let t_agg = t.elapsed().as_secs_f64();
+    let t = std::time::Instant::now();
+    let grads = out.sqr()?.sum_all()?.backward()?;
+    let t_bwd = t.elapsed().as_secs_f64();
+    assert!(grads.get(a.as_tensor()).is_some() && grads.get(b.as_tensor()).is_some());
+    println!(
+        "r=12 euclidean [1,512,60,107]: affinity {:.0} ms, aggregate (D=64) {:.0} ms, backward of softmax+both {:.0} ms",
+        t_fwd * 1e3,
+        t_agg * 1e3,
+        t_bwd * 1e3
+    );
+    Ok(())
+}

@@ -143,6 +143,17 @@ fn k_zero_gives_empty_tensors() -> Result<()> {
 }
 
 #[test]
+fn empty_other_axes_give_empty_outputs() -> Result<()> {
+    let x = Tensor::zeros((0, 5, 3), DType::F32, &Device::Cpu)?;
+    for f in [topk as TopkFn, topk_portable] {
+        let (v, i) = f(&x, 2, 1)?;
+        assert_eq!(v.dims(), &[0, 2, 3]);
+        assert_eq!(i.dims(), &[0, 2, 3]);
+    }
+    Ok(())
+}
+
+#[test]
 fn rank_one_and_size_one_axes() -> Result<()> {
     let dev = Device::Cpu;
     let x = Tensor::new(&[2.0f32, -1.0, 5.0], &dev)?;
