@@ -9,7 +9,7 @@
 //! - ties (equal values, `-0.0` and `0.0` included) are broken by index: the lower index comes
 //!   first. PyTorch leaves the order of ties unspecified; this op makes it deterministic.
 //!
-//! The fast CPU path never sorts a whole line: it scans the line once, keeping at most `2k`
+//! The fast CPU path never sorts a whole line: it scans the line once, keeping at most `2k + 16`
 //! candidates and a running threshold (the current `k`-th best), compacts the candidates with a
 //! partial selection (`select_nth_unstable_by`) when the buffer fills, and sorts only the final
 //! `k`. Lines are processed in parallel with rayon. A line along a non-last axis is read with its
