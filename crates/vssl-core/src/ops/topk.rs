@@ -14,9 +14,10 @@
 //! partial selection (`select_nth_unstable_by`) when the buffer fills, and sorts only the final
 //! `k`. Lines are processed in parallel with rayon. A line along a non-last axis is read with its
 //! stride: a task streams through the rows of a block of up to 256 neighbouring lines (contiguous
-//! runs in memory), one selector per line; the input is never transposed or copied. Indices come from a kernel without gradient; the values
-//! are `x.gather(indices, dim)`, so the gradient flows to `x` through candle's gather backward
-//! (a scatter-add of the upstream gradient at the selected indices).
+//! runs in memory), one selector per line; the input is never transposed or copied. Indices come
+//! from a kernel without gradient; the values are `x.gather(indices, dim)`, so the gradient flows
+//! to `x` through candle's gather backward (a scatter-add of the upstream gradient at the
+//! selected indices).
 
 use candle_core::{CpuStorage, DType, Layout, Shape, Tensor};
 use rayon::prelude::*;
