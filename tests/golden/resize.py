@@ -6,7 +6,9 @@
 #     on up-, down-, mixed-, to-1x1 and from-1x1 resizes with N > 1 and odd sizes;
 #   - F.interpolate(x, size, mode='nearest') and its gradient on several size pairs, including
 #     non-integer ratios, exact 2x and identity;
-#   - the 1-D source index vectors of torch's 'nearest' rule on many (in, out) pairs;
+#   - the 1-D source index vectors of torch's 'nearest' rule on many (in, out) pairs, for f32
+#     (and u8) inputs: torch computes that index in the input's precision and f64 inputs differ
+#     in rare cases (see below), vssl follows the f32 rule;
 #   - the source index vectors of PIL's Image.resize(..., Image.NEAREST) (Pillow 13) on many
 #     (in, out) pairs, found by resizing images whose pixel value is its own index
 #     (row * W + col, mode "I"); the script checks that PIL's rule is separable (every output
@@ -84,16 +86,32 @@ PAIRS = [
 ]
 
 
-def torch_idx(n_in, n_out):
-    src = torch.arange(n_in, dtype=torch.float64).reshape(1, 1, 1, n_in)
+def torch_idx(n_in, n_out, dtype=torch.float32):
+    """Source indices of torch's 'nearest' rule, read off a resized arange (exact in f32)."""
+    src = torch.arange(n_in, dtype=dtype).reshape(1, 1, 1, n_in)
     got = F.interpolate(src, size=(1, n_out), mode="nearest").reshape(-1)
     return got.to(torch.int64)
 
 
+# torch's nearest index depends on the input dtype: f32 (and u8, f16) inputs compute
+# floor(float(dst * float(in/out))) in float, f64 inputs use a double scale, which picks another
+# source pixel in rare cases (560 -> 480, dst 54: 62 for f32, 63 for f64). vssl follows the f32
+# rule (its ops run on f32 and u8), so the index vectors come from f32 inputs; the gradient cases
+# above were computed in f64, so check that they use the same indices there.
+assert torch_idx(560, 480)[54] == 62 and torch_idx(560, 480, torch.float64)[54] == 63
+for name, (shape, size) in NEAREST.items():
+    for n_in, n_out in zip(shape[2:], size):
+        assert torch.equal(torch_idx(n_in, n_out), torch_idx(n_in, n_out, torch.float64)), name
+
+
 for i, o in PAIRS:
     out[f"torchidx_{i}_{o}"] = torch_idx(i, o)
+    # uint8 label maps follow the same rule as f32.
+    src8 = (torch.arange(i) % 256).to(torch.uint8).reshape(1, 1, 1, i)
+    got8 = F.interpolate(src8, size=(1, o), mode="nearest").reshape(-1).to(torch.int64)
+    assert torch.equal(got8, torch_idx(i, o) % 256), (i, o)
 # torch's rule per axis is the same on H and W: check one 2-D case.
-src = torch.arange(7 * 13, dtype=torch.float64).reshape(1, 1, 7, 13)
+src = torch.arange(7 * 13, dtype=torch.float32).reshape(1, 1, 7, 13)
 got = F.interpolate(src, size=(5, 31), mode="nearest")[0, 0].to(torch.int64)
 assert torch.equal(got // 13, torch_idx(7, 5)[:, None].expand(5, 31))
 assert torch.equal(got % 13, torch_idx(13, 31)[None, :].expand(5, 31))

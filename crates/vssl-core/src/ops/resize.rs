@@ -400,7 +400,10 @@ fn bilinear_portable_checked(x: &Tensor, g: &Geometry, align_corners: bool) -> R
 /// Output `d` reads `min(floor(d · scale), in_len − 1)` with the scale `in_len / out_len`
 /// computed in **`f32`** (PyTorch's CPU kernel does so) and the product rounded to `f32`; when
 /// `out_len == in_len` the result is the identity and when `out_len == 2·in_len` it is `d / 2`
-/// (PyTorch's exact shortcuts). Note that this is not PIL's rule: see [`nearest_indices_pil`].
+/// (PyTorch's exact shortcuts). This is the rule PyTorch applies to `f32`, `f16` and `u8`
+/// inputs; for `f64` inputs PyTorch computes the scale in `f64` and picks another source pixel
+/// in rare cases (e.g. 560 → 480, output 54: 62 for `f32`, 63 for `f64`), which vssl does not
+/// follow. Note that this is not PIL's rule either: see [`nearest_indices_pil`].
 /// Returns an empty vector when either length is zero.
 pub fn nearest_indices_torch(in_len: usize, out_len: usize) -> Vec<usize> {
     if in_len == 0 {
@@ -523,5 +526,32 @@ mod tests {
         assert_eq!((t.i0[0], t.hi[0]), (0, 0.0));
         let m = AxisTable::new(2, 4, false).matrix(2);
         assert_eq!(m, vec![1.0, 0.0, 0.75, 0.25, 0.25, 0.75, 0.0, 1.0]);
+    }
+
+    /// The backward kernel is the adjoint of the forward kernel (`<A x, g> = <x, Aᵀ g>`), and
+    /// the backward kernel's own backward is the forward kernel (for second-order gradients).
+    #[test]
+    fn backward_kernel_is_the_adjoint_and_differentiable() -> Result<()> {
+        let dev = candle_core::Device::Cpu;
+        for ac in [false, true] {
+            let plan = Arc::new(BilinearPlan::new(5, 4, 3, 9, ac));
+            let x = Tensor::randn(0f32, 1., (2, 3, 5, 4), &dev)?;
+            let g = Tensor::randn(0f32, 1., (2, 3, 3, 9), &dev)?;
+            let ax = x.apply_op1(BilinearFwd(plan.clone()))?;
+            let atg = g.apply_op1(BilinearBwd(plan.clone()))?;
+            let lhs = ax.mul(&g)?.sum_all()?.to_scalar::<f32>()?;
+            let rhs = x.mul(&atg)?.sum_all()?.to_scalar::<f32>()?;
+            assert!((lhs - rhs).abs() <= 1e-4 * (1.0 + lhs.abs()), "{lhs} vs {rhs}");
+            // d <Aᵀ g, x> / d g = A x.
+            let gv = candle_core::Var::from_tensor(&g)?;
+            let y = gv.as_tensor().apply_op1(BilinearBwd(plan.clone()))?;
+            let grads = y.mul(&x)?.sum_all()?.backward()?;
+            let dg = grads
+                .get(gv.as_tensor())
+                .ok_or_else(|| Error::op("test", "no gradient through the backward kernel"))?;
+            let diff = dg.sub(&ax)?.abs()?.max_all()?.to_scalar::<f32>()?;
+            assert!(diff <= 1e-5, "{diff}");
+        }
+        Ok(())
     }
 }
