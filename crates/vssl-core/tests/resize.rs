@@ -26,7 +26,11 @@ fn forward_backward(f: &Op, x: &Tensor, w: &Tensor) -> Result<(Tensor, Tensor)> 
 fn cases(g: &Golden, prefix: &str) -> Vec<String> {
     g.names()
         .iter()
-        .filter_map(|n| n.strip_prefix(prefix)?.strip_suffix("_out").map(str::to_string))
+        .filter_map(|n| {
+            n.strip_prefix(prefix)?
+                .strip_suffix("_out")
+                .map(str::to_string)
+        })
         .collect()
 }
 
@@ -54,7 +58,12 @@ fn check_bilinear(portable: bool) -> Result<()> {
         let (y, gx) = forward_backward(&f, &x, &w)?;
         let tag = format!("{case} portable={portable}");
         assert_close(&format!("{tag} out"), &y, &want, Tolerance::SINGLE_OP)?;
-        assert_close(&format!("{tag} grad"), &gx, &want_grad, Tolerance::SINGLE_OP)?;
+        assert_close(
+            &format!("{tag} grad"),
+            &gx,
+            &want_grad,
+            Tolerance::SINGLE_OP,
+        )?;
     }
     Ok(())
 }
@@ -82,8 +91,18 @@ fn nearest_matches_torch_with_gradients() -> Result<()> {
         let size = (want.dim(2)?, want.dim(3)?);
         let f = move |t: &Tensor| resize_nearest(t, size);
         let (y, gx) = forward_backward(&f, &x, &w)?;
-        assert_close(&format!("nearest {case} out"), &y, &want, Tolerance::SINGLE_OP)?;
-        assert_close(&format!("nearest {case} grad"), &gx, &want_grad, Tolerance::SINGLE_OP)?;
+        assert_close(
+            &format!("nearest {case} out"),
+            &y,
+            &want,
+            Tolerance::SINGLE_OP,
+        )?;
+        assert_close(
+            &format!("nearest {case} grad"),
+            &gx,
+            &want_grad,
+            Tolerance::SINGLE_OP,
+        )?;
     }
     Ok(())
 }
@@ -103,7 +122,11 @@ fn index_vectors(g: &Golden, prefix: &str) -> Result<Vec<(usize, usize, Vec<usiz
             .split_once('_')
             .ok_or_else(|| Error::op("test", format!("bad key {name}")))?;
         let v = g.get(&name)?.to_vec1::<i64>()?;
-        res.push((parse(i)?, parse(o)?, v.iter().map(|&s| s as usize).collect()));
+        res.push((
+            parse(i)?,
+            parse(o)?,
+            v.iter().map(|&s| s as usize).collect(),
+        ));
     }
     Ok(res)
 }
@@ -114,7 +137,11 @@ fn nearest_indices_torch_match_torch() -> Result<()> {
     let vs = index_vectors(&g, "torchidx_")?;
     assert!(vs.len() >= 30, "{}", vs.len());
     for (i, o, want) in vs {
-        assert_eq!(nearest_indices_torch(i, o), want, "torch nearest {i} -> {o}");
+        assert_eq!(
+            nearest_indices_torch(i, o),
+            want,
+            "torch nearest {i} -> {o}"
+        );
     }
     Ok(())
 }
@@ -133,7 +160,10 @@ fn nearest_indices_pil_match_pillow() -> Result<()> {
         assert!(seen.contains(&pair), "golden lacks {pair:?}");
     }
     // PIL's rule is not torch's, and not floor((d + 0.5)·in/out) either on 854 -> 960.
-    assert_ne!(nearest_indices_pil(854, 960), nearest_indices_torch(854, 960));
+    assert_ne!(
+        nearest_indices_pil(854, 960),
+        nearest_indices_torch(854, 960)
+    );
     Ok(())
 }
 
@@ -149,17 +179,28 @@ fn resize_nearest_pil_matches_pillow_maps_in_every_dtype() -> Result<()> {
         let x = Tensor::arange(0u32, (h * w) as u32, &Device::Cpu)?.reshape((1, 1, h, w))?;
         let got = resize_nearest_pil(&x, size)?;
         assert_eq!(got.dtype(), DType::U32);
-        assert_eq!(got.squeeze(0)?.squeeze(0)?.to_vec2::<u32>()?, want.to_vec2::<u32>()?, "{key}");
+        assert_eq!(
+            got.squeeze(0)?.squeeze(0)?.to_vec2::<u32>()?,
+            want.to_vec2::<u32>()?,
+            "{key}"
+        );
         // Rank 3, f32 and u8 give the same indices.
         let got = resize_nearest_pil(&x.squeeze(0)?.to_dtype(DType::F32)?, size)?;
         assert_eq!(got.dims(), &[1, size.0, size.1]);
         let want_f = want.to_dtype(DType::F32)?.unsqueeze(0)?;
         assert_close(key, &got, &want_f, Tolerance::SINGLE_OP.with_rtol(0.0))?;
-        let x8 = (x.to_dtype(DType::F32)? / 7.0)?.floor()?.to_dtype(DType::U8)?;
+        let x8 = (x.to_dtype(DType::F32)? / 7.0)?
+            .floor()?
+            .to_dtype(DType::U8)?;
         let got8 = resize_nearest_pil(&x8, size)?;
         assert_eq!(got8.dtype(), DType::U8);
-        let want8 = (want.to_dtype(DType::F32)? / 7.0)?.floor()?.to_dtype(DType::U8)?;
-        assert_eq!(got8.flatten_all()?.to_vec1::<u8>()?, want8.flatten_all()?.to_vec1::<u8>()?);
+        let want8 = (want.to_dtype(DType::F32)? / 7.0)?
+            .floor()?
+            .to_dtype(DType::U8)?;
+        assert_eq!(
+            got8.flatten_all()?.to_vec1::<u8>()?,
+            want8.flatten_all()?.to_vec1::<u8>()?
+        );
     }
     Ok(())
 }
@@ -203,7 +244,10 @@ fn bilinear_rank3_and_strided_inputs_agree_with_rank4() -> Result<()> {
 fn empty_batch_gives_empty_output() -> Result<()> {
     let x = Tensor::zeros((0, 3, 4, 5), DType::F32, &Device::Cpu)?;
     assert_eq!(resize_bilinear(&x, (2, 7), false)?.dims(), &[0, 3, 2, 7]);
-    assert_eq!(resize_bilinear_portable(&x, (2, 7), true)?.dims(), &[0, 3, 2, 7]);
+    assert_eq!(
+        resize_bilinear_portable(&x, (2, 7), true)?.dims(),
+        &[0, 3, 2, 7]
+    );
     assert_eq!(resize_nearest(&x, (2, 7))?.dims(), &[0, 3, 2, 7]);
     assert_eq!(resize_nearest_pil(&x, (2, 7))?.dims(), &[0, 3, 2, 7]);
     Ok(())
@@ -247,7 +291,9 @@ fn bad_arguments_are_op_errors() -> Result<()> {
     type F = fn(&Tensor, (usize, usize)) -> Result<Tensor>;
     let ops: [(&str, F); 4] = [
         ("resize_bilinear", |x, s| resize_bilinear(x, s, false)),
-        ("resize_bilinear", |x, s| resize_bilinear_portable(x, s, true)),
+        ("resize_bilinear", |x, s| {
+            resize_bilinear_portable(x, s, true)
+        }),
         ("resize_nearest", resize_nearest),
         ("resize_nearest_pil", resize_nearest_pil),
     ];
@@ -259,7 +305,11 @@ fn bad_arguments_are_op_errors() -> Result<()> {
         assert_op_error(f(&empty_h, (2, 2)), name, &["[1, 2, 0, 4]"]);
         assert_op_error(f(&empty_w, (2, 2)), name, &["[2, 3, 0]"]);
     }
-    assert_op_error(resize_bilinear(&ints, (2, 2), true), "resize_bilinear", &["U32", "[1, 2, 3, 4]"]);
+    assert_op_error(
+        resize_bilinear(&ints, (2, 2), true),
+        "resize_bilinear",
+        &["U32", "[1, 2, 3, 4]"],
+    );
     assert_op_error(
         resize_bilinear_portable(&ints, (2, 2), true),
         "resize_bilinear",
@@ -281,7 +331,10 @@ fn downsample_of_constant_is_constant_and_grad_sums_to_upstream() -> Result<()> 
             let (y, gx) = forward_backward(&f, &x, &w)?;
             let want = Tensor::full(2.5f32, y.dims(), &dev)?;
             assert_close("constant", &y, &want, Tolerance::SINGLE_OP)?;
-            let (a, b) = (gx.sum((D::Minus1, D::Minus2))?, w.sum((D::Minus1, D::Minus2))?);
+            let (a, b) = (
+                gx.sum((D::Minus1, D::Minus2))?,
+                w.sum((D::Minus1, D::Minus2))?,
+            );
             assert_close("grad sums", &a, &b, Tolerance::SINGLE_OP.with_atol(1e-5))?;
         }
     }

@@ -133,9 +133,12 @@ impl AxisTable {
         let out_len = self.i0.len();
         let mut m = vec![0f32; out_len * in_len];
         for (o, row) in m.chunks_exact_mut(in_len.max(1)).enumerate().take(out_len) {
-            if let (Some(&i0), Some(&i1), Some(&lo), Some(&hi)) =
-                (self.i0.get(o), self.i1.get(o), self.lo.get(o), self.hi.get(o))
-            {
+            if let (Some(&i0), Some(&i1), Some(&lo), Some(&hi)) = (
+                self.i0.get(o),
+                self.i1.get(o),
+                self.lo.get(o),
+                self.hi.get(o),
+            ) {
                 if let Some(v) = row.get_mut(i0) {
                     *v += lo;
                 }
@@ -198,7 +201,9 @@ fn kernel_input<'a>(
 ) -> candle_core::Result<(&'a [f32], Vec<usize>)> {
     let data = cpu_f32(op, storage, layout)?;
     let dims = layout.dims();
-    let ok = dims.len() >= 2 && dims[dims.len() - 2..] == [h, w] && data.len() == dims.iter().product::<usize>();
+    let ok = dims.len() >= 2
+        && dims[dims.len() - 2..] == [h, w]
+        && data.len() == dims.iter().product::<usize>();
     if !ok {
         return Err(Error::op(
             op,
@@ -240,8 +245,15 @@ impl CustomOp1 for BilinearFwd {
         Ok((CpuStorage::F32(dst), Shape::from_dims(&out_dims)))
     }
 
-    fn bwd(&self, _arg: &Tensor, _res: &Tensor, grad_res: &Tensor) -> candle_core::Result<Option<Tensor>> {
-        let g = grad_res.contiguous()?.apply_op1(BilinearBwd(self.0.clone()))?;
+    fn bwd(
+        &self,
+        _arg: &Tensor,
+        _res: &Tensor,
+        grad_res: &Tensor,
+    ) -> candle_core::Result<Option<Tensor>> {
+        let g = grad_res
+            .contiguous()?
+            .apply_op1(BilinearBwd(self.0.clone()))?;
         Ok(Some(g))
     }
 }
@@ -274,8 +286,15 @@ impl CustomOp1 for BilinearBwd {
     }
 
     /// The backward map is linear in the output gradient; its own adjoint is the forward resize.
-    fn bwd(&self, _arg: &Tensor, _res: &Tensor, grad_res: &Tensor) -> candle_core::Result<Option<Tensor>> {
-        let g = grad_res.contiguous()?.apply_op1(BilinearFwd(self.0.clone()))?;
+    fn bwd(
+        &self,
+        _arg: &Tensor,
+        _res: &Tensor,
+        grad_res: &Tensor,
+    ) -> candle_core::Result<Option<Tensor>> {
+        let g = grad_res
+            .contiguous()?
+            .apply_op1(BilinearFwd(self.0.clone()))?;
         Ok(Some(g))
     }
 }
@@ -447,7 +466,8 @@ pub fn nearest_indices_pil(in_len: usize, out_len: usize) -> Vec<usize> {
 /// `index_select` along H then W with host-computed index vectors (skipping identities).
 fn nearest_by_indices(x: &Tensor, g: &Geometry, iy: Vec<usize>, ix: Vec<usize>) -> Result<Tensor> {
     let rank = x.rank();
-    let identity = |v: &[usize], n: usize| v.len() == n && v.iter().enumerate().all(|(i, &s)| i == s);
+    let identity =
+        |v: &[usize], n: usize| v.len() == n && v.iter().enumerate().all(|(i, &s)| i == s);
     let mut y = x.clone();
     if !identity(&iy, g.h) {
         let ids: Vec<u32> = iy.iter().map(|&i| i as u32).collect();
@@ -487,7 +507,10 @@ fn ensure_u32_indexable(op: &'static str, x: &Tensor, g: &Geometry) -> Result<()
 pub fn resize_nearest(x: &Tensor, size: (usize, usize)) -> Result<Tensor> {
     let g = geometry(OP_NEAREST, x, size)?;
     ensure_u32_indexable(OP_NEAREST, x, &g)?;
-    let (iy, ix) = (nearest_indices_torch(g.h, g.ho), nearest_indices_torch(g.w, g.wo));
+    let (iy, ix) = (
+        nearest_indices_torch(g.h, g.ho),
+        nearest_indices_torch(g.w, g.wo),
+    );
     nearest_by_indices(x, &g, iy, ix)
 }
 
@@ -506,7 +529,10 @@ pub fn resize_nearest(x: &Tensor, size: (usize, usize)) -> Result<Tensor> {
 pub fn resize_nearest_pil(x: &Tensor, size: (usize, usize)) -> Result<Tensor> {
     let g = geometry(OP_NEAREST_PIL, x, size)?;
     ensure_u32_indexable(OP_NEAREST_PIL, x, &g)?;
-    let (iy, ix) = (nearest_indices_pil(g.h, g.ho), nearest_indices_pil(g.w, g.wo));
+    let (iy, ix) = (
+        nearest_indices_pil(g.h, g.ho),
+        nearest_indices_pil(g.w, g.wo),
+    );
     nearest_by_indices(x, &g, iy, ix)
 }
 
@@ -541,7 +567,10 @@ mod tests {
             let atg = g.apply_op1(BilinearBwd(plan.clone()))?;
             let lhs = ax.mul(&g)?.sum_all()?.to_scalar::<f32>()?;
             let rhs = x.mul(&atg)?.sum_all()?.to_scalar::<f32>()?;
-            assert!((lhs - rhs).abs() <= 1e-4 * (1.0 + lhs.abs()), "{lhs} vs {rhs}");
+            assert!(
+                (lhs - rhs).abs() <= 1e-4 * (1.0 + lhs.abs()),
+                "{lhs} vs {rhs}"
+            );
             // d <Aᵀ g, x> / d g = A x.
             let gv = candle_core::Var::from_tensor(&g)?;
             let y = gv.as_tensor().apply_op1(BilinearBwd(plan.clone()))?;
