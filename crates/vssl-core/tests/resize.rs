@@ -8,10 +8,10 @@ use vssl_core::ops::resize::{
 use vssl_core::testing::{Golden, Tolerance, assert_close};
 use vssl_core::{Error, Result};
 
-type Op = dyn Fn(&Tensor) -> Result<Tensor>;
+type Op<'a> = dyn Fn(&Tensor) -> Result<Tensor> + 'a;
 
 /// Runs `f` on a `Var` made from `x`; returns the output and `d sum(out · w) / dx`.
-fn forward_backward(f: &Op, x: &Tensor, w: &Tensor) -> Result<(Tensor, Tensor)> {
+fn forward_backward(f: &Op<'_>, x: &Tensor, w: &Tensor) -> Result<(Tensor, Tensor)> {
     let v = Var::from_tensor(x)?;
     let y = f(v.as_tensor())?;
     let grads = y.mul(w)?.sum_all()?.backward()?;
@@ -337,6 +337,61 @@ fn downsample_of_constant_is_constant_and_grad_sums_to_upstream() -> Result<()> 
             );
             assert_close("grad sums", &a, &b, Tolerance::SINGLE_OP.with_atol(1e-5))?;
         }
+    }
+    Ok(())
+}
+
+/// Timings of both bilinear paths and the nearest path (not a check):
+/// `cargo test --profile test -p vssl-core --test resize -- --ignored --nocapture`.
+#[test]
+#[ignore = "benchmark, prints timings"]
+fn bench_resize() -> Result<()> {
+    let dev = Device::Cpu;
+    let time = |label: &str, f: &dyn Fn() -> Result<()>| -> Result<()> {
+        f()?;
+        let reps = 5;
+        let t0 = std::time::Instant::now();
+        for _ in 0..reps {
+            f()?;
+        }
+        println!(
+            "{label}: {:.2} ms",
+            t0.elapsed().as_secs_f64() * 1e3 / reps as f64
+        );
+        Ok(())
+    };
+    for (shape, size) in [
+        ((2usize, 32usize, 60usize, 107usize), (240usize, 427usize)),
+        ((8, 64, 64, 64), (32, 32)),
+    ] {
+        let x = Tensor::randn(0f32, 1., shape, &dev)?;
+        let w = Tensor::randn(0f32, 1., (shape.0, shape.1, size.0, size.1), &dev)?;
+        let tag = format!("{shape:?} -> {size:?}");
+        time(&format!("bilinear kernel fwd   {tag}"), &|| {
+            resize_bilinear(&x, size, false).map(|_| ())
+        })?;
+        time(&format!("bilinear portable fwd {tag}"), &|| {
+            resize_bilinear_portable(&x, size, false).map(|_| ())
+        })?;
+        time(&format!("bilinear kernel fwd+bwd   {tag}"), &|| {
+            forward_backward(&|t: &Tensor| resize_bilinear(t, size, false), &x, &w).map(|_| ())
+        })?;
+        time(&format!("bilinear portable fwd+bwd {tag}"), &|| {
+            forward_backward(
+                &|t: &Tensor| resize_bilinear_portable(t, size, false),
+                &x,
+                &w,
+            )
+            .map(|_| ())
+        })?;
+        let xo = Tensor::randn(0f32, 1., w.dims(), &dev)?;
+        time(
+            &format!("baseline: (x*w).sum().backward() on the output shape {tag}"),
+            &|| forward_backward(&|t: &Tensor| Ok(t.clone()), &xo, &w).map(|_| ()),
+        )?;
+        time(&format!("nearest fwd+bwd {tag}"), &|| {
+            forward_backward(&|t: &Tensor| resize_nearest(t, size), &x, &w).map(|_| ())
+        })?;
     }
     Ok(())
 }

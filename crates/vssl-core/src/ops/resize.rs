@@ -240,7 +240,7 @@ impl CustomOp1 for BilinearFwd {
         if !dst.is_empty() {
             dst.par_chunks_mut(p.ho * p.wo)
                 .zip(src.par_chunks(p.h * p.w))
-                .for_each(|(out, inp)| bilinear_plane(p, inp, out));
+                .for_each_init(Vec::new, |tmp, (out, inp)| bilinear_plane(p, inp, out, tmp));
         }
         Ok((CpuStorage::F32(dst), Shape::from_dims(&out_dims)))
     }
@@ -280,7 +280,9 @@ impl CustomOp1 for BilinearBwd {
         if !dst.is_empty() {
             dst.par_chunks_mut(p.h * p.w)
                 .zip(grad.par_chunks(p.ho * p.wo))
-                .for_each(|(gin, gout)| bilinear_plane_adjoint(p, gout, gin));
+                .for_each_init(Vec::new, |tmp, (gin, gout)| {
+                    bilinear_plane_adjoint(p, gout, gin, tmp)
+                });
         }
         Ok((CpuStorage::F32(dst), Shape::from_dims(&out_dims)))
     }
@@ -299,32 +301,67 @@ impl CustomOp1 for BilinearBwd {
     }
 }
 
-/// One plane forward: `inp` is `h·w`, `out` is `ho·wo` (the chunking guarantees both).
-fn bilinear_plane(p: &BilinearPlan, inp: &[f32], out: &mut [f32]) {
+/// One plane forward, separably: interpolate the needed input rows along W into `tmp`
+/// (`[h, wo]`, per-thread scratch), then blend pairs of those rows along H (contiguous, so the
+/// compiler vectorises it). `inp` is `h·w` and `out` is `ho·wo` (the chunking guarantees both;
+/// the tables' indices are below `h` and `w` by construction).
+fn bilinear_plane(p: &BilinearPlan, inp: &[f32], out: &mut [f32], tmp: &mut Vec<f32>) {
     let (r, c) = (&p.rows, &p.cols);
+    tmp.clear();
+    tmp.resize(p.h * p.wo, 0.0);
+    // Rows along W: only the rows some output row reads.
+    let mut done = vec![false; p.h];
+    for &y in r.i0.iter().chain(&r.i1) {
+        if std::mem::replace(&mut done[y], true) {
+            continue;
+        }
+        let src = &inp[y * p.w..(y + 1) * p.w];
+        let dst = &mut tmp[y * p.wo..(y + 1) * p.wo];
+        for ((((d, &x0), &x1), &l0), &l1) in
+            dst.iter_mut().zip(&c.i0).zip(&c.i1).zip(&c.lo).zip(&c.hi)
+        {
+            *d = l0 * src[x0] + l1 * src[x1];
+        }
+    }
+    // Columns along H.
     for (oy, orow) in out.chunks_exact_mut(p.wo).enumerate() {
-        let (y0, y1, ly0, ly1) = (r.i0[oy], r.i1[oy], r.lo[oy], r.hi[oy]);
-        let row0 = &inp[y0 * p.w..(y0 + 1) * p.w];
-        let row1 = &inp[y1 * p.w..(y1 + 1) * p.w];
-        for (ox, o) in orow.iter_mut().enumerate() {
-            let (x0, x1, lx0, lx1) = (c.i0[ox], c.i1[ox], c.lo[ox], c.hi[ox]);
-            *o = ly0 * (lx0 * row0[x0] + lx1 * row0[x1]) + ly1 * (lx0 * row1[x0] + lx1 * row1[x1]);
+        let (y0, y1, l0, l1) = (r.i0[oy], r.i1[oy], r.lo[oy], r.hi[oy]);
+        let row0 = &tmp[y0 * p.wo..(y0 + 1) * p.wo];
+        let row1 = &tmp[y1 * p.wo..(y1 + 1) * p.wo];
+        for ((o, &a), &b) in orow.iter_mut().zip(row0).zip(row1) {
+            *o = l0 * a + l1 * b;
         }
     }
 }
 
-/// One plane backward: adds each output gradient into its four source pixels.
-fn bilinear_plane_adjoint(p: &BilinearPlan, gout: &[f32], gin: &mut [f32]) {
+/// One plane backward, the exact adjoint of [`bilinear_plane`]: spread each output row's
+/// gradient onto two rows of `tmp` (`[h, wo]`, contiguous), then each `tmp` row onto the input
+/// row along W.
+fn bilinear_plane_adjoint(p: &BilinearPlan, gout: &[f32], gin: &mut [f32], tmp: &mut Vec<f32>) {
     let (r, c) = (&p.rows, &p.cols);
+    tmp.clear();
+    tmp.resize(p.h * p.wo, 0.0);
+    let mut used = vec![false; p.h];
     for (oy, grow) in gout.chunks_exact(p.wo).enumerate() {
-        let (y0, y1, ly0, ly1) = (r.i0[oy], r.i1[oy], r.lo[oy], r.hi[oy]);
-        for (ox, &g) in grow.iter().enumerate() {
-            let (x0, x1, lx0, lx1) = (c.i0[ox], c.i1[ox], c.lo[ox], c.hi[ox]);
-            let (g0, g1) = (g * ly0, g * ly1);
-            gin[y0 * p.w + x0] += g0 * lx0;
-            gin[y0 * p.w + x1] += g0 * lx1;
-            gin[y1 * p.w + x0] += g1 * lx0;
-            gin[y1 * p.w + x1] += g1 * lx1;
+        let (y0, y1, l0, l1) = (r.i0[oy], r.i1[oy], r.lo[oy], r.hi[oy]);
+        used[y0] = true;
+        used[y1] = true;
+        for (d, &g) in tmp[y0 * p.wo..(y0 + 1) * p.wo].iter_mut().zip(grow) {
+            *d += l0 * g;
+        }
+        for (d, &g) in tmp[y1 * p.wo..(y1 + 1) * p.wo].iter_mut().zip(grow) {
+            *d += l1 * g;
+        }
+    }
+    for (y, grow) in gin.chunks_exact_mut(p.w).enumerate() {
+        if !used[y] {
+            continue;
+        }
+        let src = &tmp[y * p.wo..(y + 1) * p.wo];
+        for ((((&g, &x0), &x1), &l0), &l1) in src.iter().zip(&c.i0).zip(&c.i1).zip(&c.lo).zip(&c.hi)
+        {
+            grow[x0] += l0 * g;
+            grow[x1] += l1 * g;
         }
     }
 }
