@@ -241,6 +241,26 @@ fn bilinear_rank3_and_strided_inputs_agree_with_rank4() -> Result<()> {
 }
 
 #[test]
+fn bilinear_f64_takes_the_portable_path_in_f64() -> Result<()> {
+    // f64 inputs on the CPU dispatch to the portable path, whose matrices are built in f64: the
+    // result matches the float64 reference far below f32 precision.
+    let g = Golden::workspace("resize")?;
+    for (name, size) in [("down", (4, 6)), ("mixed", (3, 10)), ("from1", (4, 5))] {
+        for ac in [0u8, 1] {
+            let x = g.get(&format!("bl_{name}_x"))?.to_dtype(DType::F64)?;
+            let want = g.get(&format!("bl_{name}_ac{ac}_out"))?;
+            let got = resize_bilinear(&x, size, ac == 1)?;
+            assert_eq!(got.dtype(), DType::F64);
+            let tol = Tolerance::SINGLE_OP
+                .with_rtol(1e-12)
+                .with_atol_of_max(1e-12);
+            assert_close(&format!("f64 {name} ac{ac}"), &got, &want, tol)?;
+        }
+    }
+    Ok(())
+}
+
+#[test]
 fn empty_batch_gives_empty_output() -> Result<()> {
     let x = Tensor::zeros((0, 3, 4, 5), DType::F32, &Device::Cpu)?;
     assert_eq!(resize_bilinear(&x, (2, 7), false)?.dims(), &[0, 3, 2, 7]);

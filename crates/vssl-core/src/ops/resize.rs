@@ -85,6 +85,8 @@ struct AxisTable {
     i1: Vec<usize>,
     lo: Vec<f32>,
     hi: Vec<f32>,
+    /// `hi` before rounding to `f32`, for the portable path's matrices in `f64`.
+    hi64: Vec<f64>,
 }
 
 impl AxisTable {
@@ -110,6 +112,7 @@ impl AxisTable {
             i1: Vec::with_capacity(out_len),
             lo: Vec::with_capacity(out_len),
             hi: Vec::with_capacity(out_len),
+            hi64: Vec::with_capacity(out_len),
         };
         for dst in 0..out_len {
             let src = if align_corners {
@@ -124,23 +127,21 @@ impl AxisTable {
             t.i1.push(i1);
             t.lo.push((1.0 - hi) as f32);
             t.hi.push(hi as f32);
+            t.hi64.push(hi);
         }
         t
     }
 
-    /// The dense `[out, in]` interpolation matrix, row-major.
-    fn matrix(&self, in_len: usize) -> Vec<f32> {
+    /// The dense `[out, in]` interpolation matrix, row-major, in `f64`.
+    fn matrix(&self, in_len: usize) -> Vec<f64> {
         let out_len = self.i0.len();
-        let mut m = vec![0f32; out_len * in_len];
+        let mut m = vec![0f64; out_len * in_len];
         for (o, row) in m.chunks_exact_mut(in_len.max(1)).enumerate().take(out_len) {
-            if let (Some(&i0), Some(&i1), Some(&lo), Some(&hi)) = (
-                self.i0.get(o),
-                self.i1.get(o),
-                self.lo.get(o),
-                self.hi.get(o),
-            ) {
+            if let (Some(&i0), Some(&i1), Some(&hi)) =
+                (self.i0.get(o), self.i1.get(o), self.hi64.get(o))
+            {
                 if let Some(v) = row.get_mut(i0) {
-                    *v += lo;
+                    *v += 1.0 - hi;
                 }
                 if let Some(v) = row.get_mut(i1) {
                     *v += hi;
@@ -151,10 +152,10 @@ impl AxisTable {
     }
 
     /// The transposed `[in, out]` matrix, row-major.
-    fn matrix_t(&self, in_len: usize) -> Vec<f32> {
+    fn matrix_t(&self, in_len: usize) -> Vec<f64> {
         let out_len = self.i0.len();
         let m = self.matrix(in_len);
-        let mut t = vec![0f32; m.len()];
+        let mut t = vec![0f64; m.len()];
         for o in 0..out_len {
             for i in 0..in_len {
                 if let (Some(&v), Some(d)) = (m.get(o * in_len + i), t.get_mut(i * out_len + o)) {
@@ -433,12 +434,18 @@ fn bilinear_portable_checked(x: &Tensor, g: &Geometry, align_corners: bool) -> R
     if g.planes == 0 {
         return Ok(Tensor::zeros(g.out_dims.clone(), x.dtype(), x.device())?);
     }
+    // Built in f64 on the host, rounded once to x's dtype, then uploaded (Metal has no f64).
+    let host = candle_core::Device::Cpu;
     let dev = x.device();
     let rows = AxisTable::new(g.h, g.ho, align_corners);
     let cols = AxisTable::new(g.w, g.wo, align_corners);
     // Awᵀ: [W, W_out]; Ahᵀ: [H, H_out].
-    let awt = Tensor::from_vec(cols.matrix_t(g.w), (g.w, g.wo), dev)?.to_dtype(x.dtype())?;
-    let aht = Tensor::from_vec(rows.matrix_t(g.h), (g.h, g.ho), dev)?.to_dtype(x.dtype())?;
+    let awt = Tensor::from_vec(cols.matrix_t(g.w), (g.w, g.wo), &host)?
+        .to_dtype(x.dtype())?
+        .to_device(dev)?;
+    let aht = Tensor::from_vec(rows.matrix_t(g.h), (g.h, g.ho), &host)?
+        .to_dtype(x.dtype())?
+        .to_device(dev)?;
     let x3 = x.reshape((g.planes, g.h, g.w))?;
     // Along W: [P, H, W] · [W, Wo] (one 2-D product over all rows).
     let t = x3.broadcast_matmul(&awt)?;
@@ -588,7 +595,7 @@ mod tests {
         let t = AxisTable::new(3, 1, true);
         assert_eq!((t.i0[0], t.hi[0]), (0, 0.0));
         let m = AxisTable::new(2, 4, false).matrix(2);
-        assert_eq!(m, vec![1.0, 0.0, 0.75, 0.25, 0.25, 0.75, 0.0, 1.0]);
+        assert_eq!(m, vec![1.0f64, 0.0, 0.75, 0.25, 0.25, 0.75, 0.0, 1.0]);
     }
 
     /// The backward kernel is the adjoint of the forward kernel (`<A x, g> = <x, Aᵀ g>`), and
