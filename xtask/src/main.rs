@@ -17,14 +17,29 @@ use std::process::{Command, ExitCode};
 
 /// Debian packages and why each is needed. Only the missing ones are installed.
 const SYSTEM_PACKAGES: &[(&str, &str)] = &[
-    ("pkg-config", "locates the FFmpeg libraries for vssl-data's `video` feature"),
-    ("clang", "bindgen (ffmpeg-sys-next) parses the FFmpeg headers"),
-    ("libclang-dev", "bindgen needs libclang and its builtin headers"),
+    (
+        "pkg-config",
+        "locates the FFmpeg libraries for vssl-data's `video` feature",
+    ),
+    (
+        "clang",
+        "bindgen (ffmpeg-sys-next) parses the FFmpeg headers",
+    ),
+    (
+        "libclang-dev",
+        "bindgen needs libclang and its builtin headers",
+    ),
     ("libavcodec-dev", "FFmpeg decoding (`video` feature)"),
     ("libavformat-dev", "FFmpeg demuxing (`video` feature)"),
     ("libavutil-dev", "FFmpeg utilities (`video` feature)"),
-    ("libswscale-dev", "FFmpeg resize and pixel formats (`video` feature)"),
-    ("libswresample-dev", "linked by ffmpeg-next (`video` feature)"),
+    (
+        "libswscale-dev",
+        "FFmpeg resize and pixel formats (`video` feature)",
+    ),
+    (
+        "libswresample-dev",
+        "linked by ffmpeg-next (`video` feature)",
+    ),
     ("libavfilter-dev", "linked by ffmpeg-next (`video` feature)"),
     ("libavdevice-dev", "linked by ffmpeg-next (`video` feature)"),
     ("ffmpeg", "the CLI makes test clips, including broken ones"),
@@ -192,9 +207,7 @@ fn test(extra: &[String]) -> Result<(), String> {
     run(doc)?;
 
     let mut tests = cargo();
-    tests
-        .args(["test", "--workspace", "--locked"])
-        .args(extra);
+    tests.args(["test", "--workspace", "--locked"]).args(extra);
     run(tests)
 }
 
@@ -224,7 +237,14 @@ fn git_commit() -> Option<String> {
 /// Builds the release `vssl` binary and runs `vssl <cmd> <args>`.
 fn run_vssl(cmd: &str, args: &[String]) -> Result<(), String> {
     let mut build = cargo();
-    build.args(["build", "--release", "--package", "vssl-cli", "--bin", "vssl"]);
+    build.args([
+        "build",
+        "--release",
+        "--package",
+        "vssl-cli",
+        "--bin",
+        "vssl",
+    ]);
     run(build)?;
     let target = env::var_os("CARGO_TARGET_DIR")
         .map(PathBuf::from)

@@ -8,7 +8,11 @@ use anyhow::{Result, bail};
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
-#[command(name = "vssl", version, about = "Self-supervised video representation learning (ContrastCorr and friends)")]
+#[command(
+    name = "vssl",
+    version,
+    about = "Self-supervised video representation learning (ContrastCorr and friends)"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Cmd,
@@ -47,8 +51,12 @@ enum BenchCmd {
 
 fn main() -> Result<()> {
     match Cli::parse().command {
-        Cmd::Train => bail!("`vssl train` is not implemented yet: it lands with the training issue"),
-        Cmd::Eval => bail!("`vssl eval` is not implemented yet: it lands with the evaluation issue"),
+        Cmd::Train => {
+            bail!("`vssl train` is not implemented yet: it lands with the training issue")
+        }
+        Cmd::Eval => {
+            bail!("`vssl eval` is not implemented yet: it lands with the evaluation issue")
+        }
         Cmd::Data => bail!("`vssl data` is not implemented yet: it lands with the data issue"),
         Cmd::Bench { which } => match which {
             BenchCmd::Core {

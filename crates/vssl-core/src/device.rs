@@ -27,7 +27,9 @@ pub fn parse_device(spec: &str) -> Result<Device> {
             } else {
                 Err(Error::op(
                     "device",
-                    format!("{spec:?} needs a build with the `cuda` feature (cargo build --features cuda)"),
+                    format!(
+                        "{spec:?} needs a build with the `cuda` feature (cargo build --features cuda)"
+                    ),
                 ))
             }
         }
@@ -37,7 +39,9 @@ pub fn parse_device(spec: &str) -> Result<Device> {
             } else {
                 Err(Error::op(
                     "device",
-                    format!("{spec:?} needs a build with the `metal` feature (cargo build --features metal)"),
+                    format!(
+                        "{spec:?} needs a build with the `metal` feature (cargo build --features metal)"
+                    ),
                 ))
             }
         }

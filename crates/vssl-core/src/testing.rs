@@ -54,7 +54,10 @@ impl Golden {
         let t = self.get(name)?.to_dtype(DType::F64)?.flatten_all()?;
         let v = t.to_vec1::<f64>()?;
         v.first().copied().ok_or_else(|| {
-            Error::file(&self.path, format!("tensor {name:?} is empty, expected a scalar"))
+            Error::file(
+                &self.path,
+                format!("tensor {name:?} is empty, expected a scalar"),
+            )
         })
     }
 
@@ -133,11 +136,20 @@ pub struct CloseReport {
 /// Equal infinities match (ops mark masked entries with `-inf`); NaN never does.
 /// Fails with the name, the shapes, the number of elements out of tolerance and the worst one
 /// (its multi-index, both values and the bound) so that a failing numerics test says where.
-pub fn assert_close(name: &str, got: &Tensor, want: &Tensor, tol: Tolerance) -> Result<CloseReport> {
+pub fn assert_close(
+    name: &str,
+    got: &Tensor,
+    want: &Tensor,
+    tol: Tolerance,
+) -> Result<CloseReport> {
     if got.dims() != want.dims() {
         return Err(Error::op(
             "assert_close",
-            format!("{name}: shape {:?} but expected {:?}", got.dims(), want.dims()),
+            format!(
+                "{name}: shape {:?} but expected {:?}",
+                got.dims(),
+                want.dims()
+            ),
         ));
     }
     let g = got.to_dtype(DType::F64)?.flatten_all()?.to_vec1::<f64>()?;
@@ -274,7 +286,9 @@ mod tests {
         let vb = VarBuilder::from_varmap(&varmap, DType::F32, &dev);
         let l1 = candle_nn::linear(4, 6, vb.pp("l1"))?;
         let l2 = candle_nn::linear(6, 3, vb.pp("l2"))?;
-        let x = Tensor::arange(0f32, 20., &dev)?.reshape((5, 4))?.affine(0.1, -1.0)?;
+        let x = Tensor::arange(0f32, 20., &dev)?
+            .reshape((5, 4))?
+            .affine(0.1, -1.0)?;
         let h = l1.forward(&x)?;
         let a = if fused_softmax {
             candle_nn::ops::softmax_last_dim(&h)?
@@ -299,8 +313,14 @@ mod tests {
         let err = assert_all_vars_have_grads(&vars, &grads)
             .expect_err("softmax_last_dim drops l1's gradient; the check must say so")
             .to_string();
-        assert!(err.contains("l1.weight") && err.contains("l1.bias"), "{err}");
-        assert!(!err.contains("l2.weight"), "l2 sits after the softmax and has a gradient: {err}");
+        assert!(
+            err.contains("l1.weight") && err.contains("l1.bias"),
+            "{err}"
+        );
+        assert!(
+            !err.contains("l2.weight"),
+            "l2 sits after the softmax and has a gradient: {err}"
+        );
         Ok(())
     }
 

@@ -23,10 +23,22 @@ use vssl_core::ops::topk::topk;
 use super::{median, out_path, peak_rss_bytes, provenance, run_child, time_runs, write_json};
 
 const CONFIGS: &[(&str, &str)] = &[
-    ("topk_select", "vssl topk (partial selection), k=10 over the last axis of [2,4096,4096]"),
-    ("topk_sort", "candle sort_last_dim + narrow, k=10 over the last axis of [2,4096,4096]"),
-    ("local_topk", "local_affinity r=12 on [1,512,60,107] + top-10 over the 625-wide window axis"),
-    ("dense_topk", "dense affinity [1,6420,512]x[1,512,6420] + top-10 over the last axis"),
+    (
+        "topk_select",
+        "vssl topk (partial selection), k=10 over the last axis of [2,4096,4096]",
+    ),
+    (
+        "topk_sort",
+        "candle sort_last_dim + narrow, k=10 over the last axis of [2,4096,4096]",
+    ),
+    (
+        "local_topk",
+        "local_affinity r=12 on [1,512,60,107] + top-10 over the 625-wide window axis",
+    ),
+    (
+        "dense_topk",
+        "dense affinity [1,6420,512]x[1,512,6420] + top-10 over the last axis",
+    ),
 ];
 
 /// Uniform random values in [-1, 1) from a fixed seed.

@@ -164,8 +164,7 @@ pub fn run_child(bench: &str, config: &str, extra: &[String]) -> Result<Value> {
 /// Writes `value` as pretty JSON to `path`, atomically (temporary file, then rename).
 pub fn write_json(path: &Path, value: &Value) -> Result<()> {
     if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir)
-            .with_context(|| format!("cannot create {}", dir.display()))?;
+        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
     }
     let tmp = path.with_extension("json.tmp");
     std::fs::write(&tmp, serde_json::to_string_pretty(value)? + "\n")
@@ -177,7 +176,11 @@ pub fn write_json(path: &Path, value: &Value) -> Result<()> {
 
 /// `target/bench/<name>.json` under the current directory, unless `out` is given.
 pub fn out_path(out: Option<PathBuf>, name: &str) -> PathBuf {
-    out.unwrap_or_else(|| PathBuf::from("target").join("bench").join(format!("{name}.json")))
+    out.unwrap_or_else(|| {
+        PathBuf::from("target")
+            .join("bench")
+            .join(format!("{name}.json"))
+    })
 }
 
 #[cfg(test)]
@@ -188,7 +191,10 @@ mod tests {
     fn utc_now_is_iso8601() {
         let s = utc_now();
         assert_eq!(s.len(), 20, "{s}");
-        assert!(s.starts_with("20") && s.ends_with('Z') && &s[10..11] == "T", "{s}");
+        assert!(
+            s.starts_with("20") && s.ends_with('Z') && &s[10..11] == "T",
+            "{s}"
+        );
     }
 
     #[test]

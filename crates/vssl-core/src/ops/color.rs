@@ -381,16 +381,16 @@ pub fn rgb_u8_to_lab_tensor(t: &Tensor) -> Result<Tensor> {
     let mut out = vec![0f32; rgb.len()];
     if plane > 0 {
         // out plane k = image k / 3, channel k % 3.
-        out.par_chunks_mut(plane)
-            .enumerate()
-            .for_each(|(k, dst)| {
-                let (img, ch) = (k / 3, k % 3);
-                let src = lab.get(img * plane * 3..(img + 1) * plane * 3).unwrap_or(&[]);
-                for (d, px) in dst.iter_mut().zip(src.chunks_exact(3)) {
-                    let v = px.get(ch).copied().unwrap_or(128);
-                    *d = (f32::from(v) - 128.0) / 128.0;
-                }
-            });
+        out.par_chunks_mut(plane).enumerate().for_each(|(k, dst)| {
+            let (img, ch) = (k / 3, k % 3);
+            let src = lab
+                .get(img * plane * 3..(img + 1) * plane * 3)
+                .unwrap_or(&[]);
+            for (d, px) in dst.iter_mut().zip(src.chunks_exact(3)) {
+                let v = px.get(ch).copied().unwrap_or(128);
+                *d = (f32::from(v) - 128.0) / 128.0;
+            }
+        });
     }
     let mut shape = lead.to_vec();
     shape.push(3);
