@@ -370,7 +370,7 @@ fn full_cube_matches_opencv() -> Result<()> {
 fn timing_640x640() -> Result<()> {
     let n = 640 * 640;
     let rgb: Vec<u8> = (0..3 * n)
-        .map(|i| (i * 2654435761usize >> 7) as u8)
+        .map(|i| ((i * 2654435761usize) >> 7) as u8)
         .collect();
     let mut lab = vec![0u8; rgb.len()];
     let mut back = vec![0u8; rgb.len()];

@@ -25,7 +25,7 @@ use std::sync::LazyLock;
 use candle_core::{DType, Device, Tensor};
 use rayon::prelude::*;
 
-use crate::{Error, Result};
+use crate::Result;
 
 // ------------------------------------------------------------------------------------------------
 // Shared colour science constants.
@@ -179,7 +179,7 @@ fn check_interleaved(op: &'static str, src: &[u8], dst: &[u8], what: &str) -> Re
         dst.len()
     );
     crate::ensure!(
-        src.len() % 3 == 0,
+        src.len().is_multiple_of(3),
         op,
         "input has {} bytes, not a multiple of 3 (interleaved {what} pixels)",
         src.len()
@@ -197,7 +197,7 @@ fn check_interleaved(op: &'static str, src: &[u8], dst: &[u8], what: &str) -> Re
 /// Runs in parallel over chunks of pixels.
 ///
 /// # Errors
-/// [`Error::Op`] (`rgb_to_lab_u8`) when the lengths differ or are not a multiple of 3.
+/// [`crate::Error::Op`] (`rgb_to_lab_u8`) when the lengths differ or are not a multiple of 3.
 pub fn rgb_to_lab_u8(rgb: &[u8], lab: &mut [u8]) -> Result<()> {
     check_interleaved("rgb_to_lab_u8", rgb, lab, "RGB")?;
     let t = &*FORWARD;
@@ -321,7 +321,7 @@ impl InverseTables {
 /// Runs in parallel over chunks of pixels.
 ///
 /// # Errors
-/// [`Error::Op`] (`lab_to_rgb_u8`) when the lengths differ or are not a multiple of 3.
+/// [`crate::Error::Op`] (`lab_to_rgb_u8`) when the lengths differ or are not a multiple of 3.
 pub fn lab_to_rgb_u8(lab: &[u8], rgb: &mut [u8]) -> Result<()> {
     check_interleaved("lab_to_rgb_u8", lab, rgb, "Lab")?;
     let t = &*INVERSE;
@@ -357,7 +357,7 @@ pub fn lab_to_rgb_u8(lab: &[u8], rgb: &mut [u8]) -> Result<()> {
 /// placed on the input's device. Not differentiable (the input is integer).
 ///
 /// # Errors
-/// [`Error::Op`] (`rgb_u8_to_lab_tensor`) when the tensor is not `u8`, has rank < 3, or its last
+/// [`crate::Error::Op`] (`rgb_u8_to_lab_tensor`) when the tensor is not `u8`, has rank < 3, or its last
 /// dim is not 3.
 pub fn rgb_u8_to_lab_tensor(t: &Tensor) -> Result<Tensor> {
     const OP: &str = "rgb_u8_to_lab_tensor";
@@ -463,7 +463,7 @@ fn piecewise(
 /// backward pass.
 ///
 /// # Errors
-/// [`Error::Op`] (`rgb_to_lab`) when the input is not `f32`, has rank < 3, or dim `-3` is not 3.
+/// [`crate::Error::Op`] (`rgb_to_lab`) when the input is not `f32`, has rank < 3, or dim `-3` is not 3.
 pub fn rgb_to_lab(t: &Tensor) -> Result<Tensor> {
     check_float("rgb_to_lab", t)?;
     let lin = piecewise(
@@ -527,7 +527,7 @@ fn invert3(m: &[[f64; 3]; 3]) -> [[f64; 3]; 3] {
 /// Built from candle ops only: runs on any device, autograd gives the backward pass.
 ///
 /// # Errors
-/// [`Error::Op`] (`lab_to_rgb`) when the input is not `f32`, has rank < 3, or dim `-3` is not 3.
+/// [`crate::Error::Op`] (`lab_to_rgb`) when the input is not `f32`, has rank < 3, or dim `-3` is not 3.
 pub fn lab_to_rgb(t: &Tensor) -> Result<Tensor> {
     check_float("lab_to_rgb", t)?;
     // fy = (L + 16)/116, fx = fy + a/500, fz = fy − b/200.
@@ -564,6 +564,7 @@ mod tests {
     use super::*;
 
     #[test]
+    #[allow(clippy::needless_range_loop)]
     fn invert3_inverts() {
         let inv = invert3(&XYZ_FROM_RGB);
         for i in 0..3 {
