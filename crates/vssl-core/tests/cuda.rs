@@ -19,7 +19,9 @@ fn gpu() -> Result<Device> {
 /// Deterministic values in [lo, hi) (a small LCG: no RNG dependency in vssl-core's tests).
 fn values(shape: &[usize], seed: u64, lo: f32, hi: f32) -> Result<Tensor> {
     let n: usize = shape.iter().product();
-    let mut s = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+    let mut s = seed
+        .wrapping_mul(6364136223846793005)
+        .wrapping_add(1442695040888963407);
     let v: Vec<f32> = (0..n)
         .map(|_| {
             s = s
@@ -51,7 +53,10 @@ fn same_on_gpu(
         let mut gs = Vec::new();
         for (i, v) in vars.iter().enumerate() {
             let g = grads.get(v.as_tensor()).ok_or_else(|| {
-                vssl_core::Error::op("cuda test", format!("{name}: no gradient for input {i} on {device:?}"))
+                vssl_core::Error::op(
+                    "cuda test",
+                    format!("{name}: no gradient for input {i} on {device:?}"),
+                )
             })?;
             gs.push(g.to_device(&Device::Cpu)?);
         }
@@ -107,5 +112,58 @@ fn gpu_outputs_stay_on_the_gpu() -> Result<()> {
     let x = values(&[4, 5], 5, -1.0, 1.0)?.to_device(&dev)?;
     let y = softmax(&x, 1)?;
     assert!(y.device().is_cuda() && y.dtype() == DType::F32);
+    Ok(())
+}
+
+#[test]
+fn resize_on_gpu() -> Result<()> {
+    use vssl_core::ops::resize::{resize_bilinear, resize_nearest, resize_nearest_pil};
+    let x = values(&[2, 3, 9, 7], 6, -1.0, 1.0)?;
+    for ac in [false, true] {
+        same_on_gpu("resize_bilinear up", &[x.clone()], |t| {
+            resize_bilinear(&t[0], (20, 13), ac)
+        })?;
+        same_on_gpu("resize_bilinear down", &[x.clone()], |t| {
+            resize_bilinear(&t[0], (4, 5), ac)
+        })?;
+    }
+    same_on_gpu("resize_nearest", &[x.clone()], |t| {
+        resize_nearest(&t[0], (13, 5))
+    })?;
+    same_on_gpu("resize_nearest_pil", &[x], |t| {
+        resize_nearest_pil(&t[0], (13, 5))
+    })
+}
+
+#[test]
+fn topk_and_local_window_on_gpu() -> Result<()> {
+    use vssl_core::ops::local::{LocalWindow, local_affinity, local_aggregate};
+    use vssl_core::ops::softmax::softmax;
+    use vssl_core::ops::topk::topk;
+    let x = values(&[3, 40, 17], 7, -1.0, 1.0)?;
+    for dim in 0..3 {
+        same_on_gpu("topk values", &[x.clone()], |t| Ok(topk(&t[0], 5, dim)?.0))?;
+        let (_, i_cpu) = topk(&x, 5, dim)?;
+        let (_, i_gpu) = topk(&x.to_device(&gpu()?)?, 5, dim)?;
+        let (i_cpu, i_gpu) = (
+            i_cpu.to_dtype(DType::F32)?,
+            i_gpu.to_dtype(DType::F32)?.to_device(&Device::Cpu)?,
+        );
+        assert_close("topk indices", &i_gpu, &i_cpu, Tolerance::SINGLE_OP)?;
+    }
+    let a = values(&[2, 5, 7, 9], 8, -1.0, 1.0)?;
+    let b = values(&[2, 5, 7, 9], 9, -1.0, 1.0)?;
+    let v = values(&[2, 4, 7, 9], 10, -1.0, 1.0)?;
+    for window in [LocalWindow::square(2), LocalWindow::euclidean(2)] {
+        same_on_gpu(
+            "local affinity → softmax → aggregate",
+            &[a.clone(), b.clone(), v.clone()],
+            |t| {
+                let aff = local_affinity(&t[0], &t[1], window)?;
+                let w = softmax(&aff, 1)?;
+                local_aggregate(&w, &t[2], 2)
+            },
+        )?;
+    }
     Ok(())
 }

@@ -1,0 +1,1 @@
+//! Not implemented yet (placeholder for the data issue).
