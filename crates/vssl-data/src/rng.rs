@@ -13,12 +13,11 @@ use rand_chacha::ChaCha8Rng;
 /// epochs and indices give unrelated streams.
 pub fn sample_rng(seed: u64, epoch: u64, index: u64) -> ChaCha8Rng {
     let mut key = [0u8; 32];
-    let mut state = seed ^ 0x9E37_79B9_7F4A_7C15;
-    for (chunk, word) in key
-        .chunks_exact_mut(8)
-        .zip([seed, epoch, index, 0x5653_534C])
-    {
-        state = splitmix64(state ^ word);
+    // A chain: each key word depends on every number before it, and SplitMix64 is a bijection,
+    // so two different triples differ from their first differing number on.
+    let mut state: u64 = 0x5653_534C_2D52_4E47; // "VSSL-RNG"
+    for (chunk, word) in key.chunks_exact_mut(8).zip([seed, epoch, index, 0]) {
+        state = splitmix64(state.wrapping_add(word));
         chunk.copy_from_slice(&state.to_le_bytes());
     }
     ChaCha8Rng::from_seed(key)
