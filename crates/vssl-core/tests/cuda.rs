@@ -142,9 +142,10 @@ fn topk_and_local_window_on_gpu() -> Result<()> {
     use vssl_core::ops::topk::topk;
     let x = values(&[3, 40, 17], 7, -1.0, 1.0)?;
     for dim in 0..3 {
-        same_on_gpu("topk values", &[x.clone()], |t| Ok(topk(&t[0], 5, dim)?.0))?;
-        let (_, i_cpu) = topk(&x, 5, dim)?;
-        let (_, i_gpu) = topk(&x.to_device(&gpu()?)?, 5, dim)?;
+        let k = x.dim(dim)?.min(5);
+        same_on_gpu("topk values", &[x.clone()], |t| Ok(topk(&t[0], k, dim)?.0))?;
+        let (_, i_cpu) = topk(&x, k, dim)?;
+        let (_, i_gpu) = topk(&x.to_device(&gpu()?)?, k, dim)?;
         let (i_cpu, i_gpu) = (
             i_cpu.to_dtype(DType::F32)?,
             i_gpu.to_dtype(DType::F32)?.to_device(&Device::Cpu)?,
@@ -165,5 +166,32 @@ fn topk_and_local_window_on_gpu() -> Result<()> {
             },
         )?;
     }
+    Ok(())
+}
+
+#[test]
+fn lab_conversion_on_gpu() -> Result<()> {
+    use vssl_core::ops::color::{lab_to_rgb, rgb_to_lab, rgb_u8_to_lab_tensor};
+    let rgb = values(&[2, 3, 5, 7], 11, 0.0, 1.0)?;
+    same_on_gpu("rgb_to_lab", &[rgb], |t| rgb_to_lab(&t[0]))?;
+    let lab = Tensor::cat(
+        &[
+            values(&[2, 1, 5, 7], 12, 5.0, 95.0)?,
+            values(&[2, 2, 5, 7], 13, -40.0, 40.0)?,
+        ],
+        1,
+    )?;
+    same_on_gpu("lab_to_rgb", &[lab], |t| lab_to_rgb(&t[0]))?;
+    // The 8-bit path computes on the host and returns the result on the input's device.
+    let u8s = values(&[2, 4, 6, 3], 14, 0.0, 255.0)?.to_dtype(DType::U8)?;
+    let on_cpu = rgb_u8_to_lab_tensor(&u8s)?;
+    let on_gpu = rgb_u8_to_lab_tensor(&u8s.to_device(&gpu()?)?)?;
+    assert!(on_gpu.device().is_cuda());
+    assert_close(
+        "rgb_u8_to_lab_tensor",
+        &on_gpu.to_device(&Device::Cpu)?,
+        &on_cpu,
+        Tolerance::SINGLE_OP,
+    )?;
     Ok(())
 }
