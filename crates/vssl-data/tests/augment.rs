@@ -1,5 +1,6 @@
 //! Augmentation: geometric ops against OpenCV (golden file `tests/golden/augment.py`), the
 //! pipelines' shapes and determinism, Lab tensors, normalisation and channel dropout.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::needless_range_loop)] // tests panic on failure
 
 use candle_core::{Device, IndexOp, Tensor};
 use rand::SeedableRng;
@@ -52,10 +53,18 @@ fn reflection_pad_matches_reference() {
     for name in ["a", "b", "c", "d"] {
         let p = ints(&g, &format!("pad_{name}_tblr"));
         let got = augment::pad_reflect(
-            &small, p[0] as usize, p[1] as usize, p[2] as usize, p[3] as usize,
+            &small,
+            p[0] as usize,
+            p[1] as usize,
+            p[2] as usize,
+            p[3] as usize,
         )
         .unwrap();
-        let (n, _) = diff(&format!("pad_{name}"), &got, &frame(&g, &format!("pad_{name}")));
+        let (n, _) = diff(
+            &format!("pad_{name}"),
+            &got,
+            &frame(&g, &format!("pad_{name}")),
+        );
         assert_eq!(n, 0, "padding is a copy: exact");
     }
     // Thin axes cannot be padded (the reference would recurse forever).
@@ -79,7 +88,11 @@ fn rotation_matches_opencv_nearest() {
     let small = frame(&g, "small");
     for a in [10, -6] {
         let got = augment::rotate(&small, a).unwrap();
-        let (n, _) = diff(&format!("rot_small_{a}"), &got, &frame(&g, &format!("rot_small_{a}")));
+        let (n, _) = diff(
+            &format!("rot_small_{a}"),
+            &got,
+            &frame(&g, &format!("rot_small_{a}")),
+        );
         total += n;
         bytes += got.as_raw().len();
     }
@@ -105,7 +118,11 @@ fn resizes_match_opencv_within_one_level() {
     ] {
         let wh = ints(&g, &format!("rs_{name}_wh"));
         let got = augment::resize(&img, wh[0] as usize, wh[1] as usize, interp).unwrap();
-        let (n, worst) = diff(&format!("rs_{name}"), &got, &frame(&g, &format!("rs_{name}")));
+        let (n, worst) = diff(
+            &format!("rs_{name}"),
+            &got,
+            &frame(&g, &format!("rs_{name}")),
+        );
         assert!(worst <= 1, "{name}: off by {worst} levels");
         // one-level differences come from rounding near .5 only: rare
         assert!(n * 50 <= got.as_raw().len(), "{name}: {n} bytes off by one");
@@ -131,7 +148,9 @@ fn resize_and_pad_matches_reference() {
 
 /// A frame with a distinct value at every pixel (so crops and flips can be located).
 fn ramp(w: u32, h: u32) -> Frame {
-    Frame::from_fn(w, h, |x, y| image::Rgb([x as u8, y as u8, ((x * 7 + y * 13) % 251) as u8]))
+    Frame::from_fn(w, h, |x, y| {
+        image::Rgb([x as u8, y as u8, ((x * 7 + y * 13) % 251) as u8])
+    })
 }
 
 #[test]
@@ -183,21 +202,35 @@ fn warmup_pipeline_shapes_and_determinism() {
     }
     assert!(differ >= 7, "other streams give other crops");
     // Small frames (< 256 after scaling) are reflection-padded up to the crop size.
-    let (r, t) = p.apply(&ramp(100, 80), &ramp(100, 80), &mut sample_rng(2, 0, 0)).unwrap();
+    let (r, t) = p
+        .apply(&ramp(100, 80), &ramp(100, 80), &mut sample_rng(2, 0, 0))
+        .unwrap();
     assert_eq!((r.dimensions(), t.dimensions()), ((256, 256), (256, 256)));
-    assert!(p.apply(&ramp(100, 80), &ramp(100, 81), &mut sample_rng(2, 0, 0)).is_err());
+    assert!(
+        p.apply(&ramp(100, 80), &ramp(100, 81), &mut sample_rng(2, 0, 0))
+            .is_err()
+    );
 }
 
 #[test]
 fn warmup_crops_are_independent_but_rotation_and_flip_shared() {
     // Without rotation and scaling the crops are plain windows: find them by their ramp values.
-    let p = WarmupPipeline { rotate: 0, scale: 0.0, crop: 64 };
+    let p = WarmupPipeline {
+        rotate: 0,
+        scale: 0.0,
+        crop: 64,
+    };
     let img = ramp(200, 150);
     let mut separate = 0;
     let mut flips = 0;
     for i in 0..40 {
-        let (r, t) = p.apply(&img, &img, &mut ChaCha8Rng::seed_from_u64(i)).unwrap();
-        let (rf, tf) = (r.get_pixel(0, 0)[0] > r.get_pixel(63, 0)[0], t.get_pixel(0, 0)[0] > t.get_pixel(63, 0)[0]);
+        let (r, t) = p
+            .apply(&img, &img, &mut ChaCha8Rng::seed_from_u64(i))
+            .unwrap();
+        let (rf, tf) = (
+            r.get_pixel(0, 0)[0] > r.get_pixel(63, 0)[0],
+            t.get_pixel(0, 0)[0] > t.get_pixel(63, 0)[0],
+        );
         assert_eq!(rf, tf, "flip is shared");
         flips += usize::from(rf);
         separate += usize::from(r.get_pixel(0, 0) != t.get_pixel(0, 0));
@@ -230,7 +263,14 @@ fn lab_tensors_and_encoder_normalisation() {
     let x = augment::lab_frame_to_tensor(&lab).unwrap();
     assert_eq!(x.dims(), &[3, 6, 9]);
     let x2 = augment::rgb_frame_to_lab_tensor(&img).unwrap();
-    let d = (&x - &x2).unwrap().abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap();
+    let d = (&x - &x2)
+        .unwrap()
+        .abs()
+        .unwrap()
+        .max_all()
+        .unwrap()
+        .to_scalar::<f32>()
+        .unwrap();
     assert_eq!(d, 0.0, "both routes give (lab - 128)/128");
     // channel-first layout: element (c, y, x) is (lab[y][x][c] - 128)/128
     let p = lab.get_pixel(4, 2);
@@ -247,8 +287,16 @@ fn lab_tensors_and_encoder_normalisation() {
         assert!((v - want).abs() <= 1e-6, "{v} vs {want}");
     }
     let eb = augment::encoder_input(&x.unsqueeze(0).unwrap()).unwrap();
-    assert_eq!(eb.i(0).unwrap().to_vec3::<f32>().unwrap(), e.to_vec3::<f32>().unwrap());
-    assert!(augment::encoder_input(&Tensor::zeros((2, 6, 9), candle_core::DType::F32, &Device::Cpu).unwrap()).is_err());
+    assert_eq!(
+        eb.i(0).unwrap().to_vec3::<f32>().unwrap(),
+        e.to_vec3::<f32>().unwrap()
+    );
+    assert!(
+        augment::encoder_input(
+            &Tensor::zeros((2, 6, 9), candle_core::DType::F32, &Device::Cpu).unwrap()
+        )
+        .is_err()
+    );
 }
 
 #[test]
@@ -273,15 +321,24 @@ fn channel_dropout_statistics_and_scaling() {
         for (x, name) in [(&a, "ref"), (&b, "tar")] {
             for c in 0..3 {
                 let want = if dropped.contains(&c) { 0.0 } else { s };
-                let plane = x.i((.., c)).unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap();
-                assert!(plane.iter().all(|&v| v == want), "{name} channel {c}: want {want}");
+                let plane = x
+                    .i((.., c))
+                    .unwrap()
+                    .flatten_all()
+                    .unwrap()
+                    .to_vec1::<f32>()
+                    .unwrap();
+                assert!(
+                    plane.iter().all(|&v| v == want),
+                    "{name} channel {c}: want {want}"
+                );
             }
         }
         let mut d = dropped.clone();
         d.dedup();
         assert_eq!(d.len(), k, "distinct channels");
     }
-    // P(nothing) = 0.3, P(k=1) = P(k=2) = 0.35; each channel dropped with p = 0.7·(1/3·1 + 1/3·2)/... 
+    // P(nothing) = 0.3, P(k=1) = P(k=2) = 0.35; each channel dropped with p = 0.7·(1/3·1 + 1/3·2)/...
     let f = |c: usize| c as f64 / n as f64;
     println!("none {none} one {one} two {two} per channel {per_channel:?}");
     assert!((f(none) - 0.3).abs() < 0.03);
@@ -290,6 +347,35 @@ fn channel_dropout_statistics_and_scaling() {
     for c in per_channel {
         assert!((f(c) - 0.35).abs() < 0.03, "{per_channel:?}");
     }
-    assert!(augment::channel_dropout(&r, &Tensor::ones((4, 4), candle_core::DType::F32, &Device::Cpu).unwrap(), &mut sample_rng(0, 0, 0)).is_err());
+    assert!(
+        augment::channel_dropout(
+            &r,
+            &Tensor::ones((4, 4), candle_core::DType::F32, &Device::Cpu).unwrap(),
+            &mut sample_rng(0, 0, 0)
+        )
+        .is_err()
+    );
 }
 
+/// Timing of both pipelines on a TrackingNet-sized frame (1280x704): run with `--ignored`.
+#[test]
+#[ignore]
+fn timing_pipelines_1280x704() {
+    let a = ramp(1280, 704);
+    let w = WarmupPipeline::default();
+    let m = MainPipeline::default();
+    let warm = |i| drop(w.apply(&a, &a, &mut sample_rng(0, 0, i)).unwrap());
+    let main = |i| drop(m.apply(&a, &a, &mut sample_rng(0, 0, i)).unwrap());
+    let runs: [(&str, &dyn Fn(u64)); 2] = [("warm-up", &warm), ("main", &main)];
+    for (name, run) in runs {
+        run(0);
+        let t = std::time::Instant::now();
+        for i in 0..20 {
+            run(i);
+        }
+        println!(
+            "{name}: {:.1} ms per pair",
+            t.elapsed().as_secs_f64() * 1000.0 / 20.0
+        );
+    }
+}

@@ -1,4 +1,5 @@
 //! Frame-pair and ρ-clip sampling: the reference's distribution and determinism.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::needless_range_loop)] // tests panic on failure
 
 use vssl_data::rng::sample_rng;
 use vssl_data::sample::{clip_indices, pair_indices, reference_frame_size};
@@ -10,14 +11,23 @@ fn long_videos_give_every_forward_gap_from_1_to_50() {
         for i in 0..4000 {
             let (a, b) = pair_indices(n, &mut sample_rng(11, n as u64, i)).unwrap();
             assert!(b > a && b - a <= 50, "n={n}: ({a}, {b})");
-            assert!(a <= n - 1 - 50, "start {a} leaves room for 50 frames in {n}");
+            assert!(
+                a <= n - 1 - 50,
+                "start {a} leaves room for 50 frames in {n}"
+            );
             assert!(b < n);
             seen[b - a] += 1;
         }
     }
-    assert!(seen[1..].iter().all(|&c| c > 0), "every gap 1..=50 occurs: {seen:?}");
+    assert!(
+        seen[1..].iter().all(|&c| c > 0),
+        "every gap 1..=50 occurs: {seen:?}"
+    );
     // 12000 draws over 50 gaps: about 240 each.
-    assert!(seen[1..].iter().all(|&c| (150..=350).contains(&c)), "{seen:?}");
+    assert!(
+        seen[1..].iter().all(|&c| (150..=350).contains(&c)),
+        "{seen:?}"
+    );
 }
 
 #[test]
@@ -35,7 +45,10 @@ fn short_videos_draw_independently_with_reversals_and_ties() {
                 std::cmp::Ordering::Less => fwd += 1,
             }
         }
-        assert!(rev > 0 && eq > 0 && fwd > 0, "n={n}: {rev} reversed, {eq} equal, {fwd} forward");
+        assert!(
+            rev > 0 && eq > 0 && fwd > 0,
+            "n={n}: {rev} reversed, {eq} equal, {fwd} forward"
+        );
         assert!(hit_last, "frame_end itself is drawn");
         // P(equal) = 1/n
         let p = eq as f64 / 3000.0;
@@ -73,14 +86,22 @@ fn clips_are_sorted_strided_and_cover_the_video() {
             starts[c[0]] += 1;
         }
     }
-    assert!(starts.iter().all(|&s| s > 150), "uniform starts over 0..=30: {starts:?}");
+    assert!(
+        starts.iter().all(|&s| s > 150),
+        "uniform starts over 0..=30: {starts:?}"
+    );
     // exactly fitting video: the only start is 0
-    assert_eq!(clip_indices(10, 4, 2, 3, &mut sample_rng(0, 0, 0)).unwrap(), vec![vec![0, 3, 6, 9]; 2]);
+    assert_eq!(
+        clip_indices(10, 4, 2, 3, &mut sample_rng(0, 0, 0)).unwrap(),
+        vec![vec![0, 3, 6, 9]; 2]
+    );
 }
 
 #[test]
 fn too_short_videos_and_bad_arguments_are_errors() {
-    let e = clip_indices(9, 4, 2, 3, &mut sample_rng(0, 0, 0)).unwrap_err().to_string();
+    let e = clip_indices(9, 4, 2, 3, &mut sample_rng(0, 0, 0))
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("9 frames") && e.contains("10 frames"), "{e}");
     assert!(clip_indices(9, 0, 2, 3, &mut sample_rng(0, 0, 0)).is_err());
     assert!(clip_indices(9, 2, 0, 3, &mut sample_rng(0, 0, 0)).is_err());

@@ -233,8 +233,12 @@ pub fn rotate(img: &Frame, angle: i32) -> Result<Frame> {
     let scale = (1u32 << AB_BITS) as f64;
     let round_delta = 1i32 << (AB_BITS - 1);
     // Only the central window [w, 2w) × [h, 2h) of the warped image is kept.
-    let adelta: Vec<i32> = (w..2 * w).map(|x| cv_round(a11 * x as f64 * scale)).collect();
-    let bdelta: Vec<i32> = (w..2 * w).map(|x| cv_round(a21 * x as f64 * scale)).collect();
+    let adelta: Vec<i32> = (w..2 * w)
+        .map(|x| cv_round(a11 * x as f64 * scale))
+        .collect();
+    let bdelta: Vec<i32> = (w..2 * w)
+        .map(|x| cv_round(a21 * x as f64 * scale))
+        .collect();
     let src = img.as_raw();
     let mut out = vec![0u8; w * h * 3];
     out.par_chunks_mut(w * 3)
@@ -380,6 +384,7 @@ fn taps(n_in: usize, n_out: usize, interp: Interpolation) -> Taps {
 /// - Cubic: in `f32` (what opencv-python 5.0 does: bit-exact on the golden cases but 2 bytes).
 ///   Older OpenCV, which the reference ran, used the fixed-point path for cubic too; that differs
 ///   from 5.0 by one level on ~6% of the bytes.
+///
 /// Not reproduced: OpenCV's switch to `INTER_AREA` for an exact 2× bilinear shrink. Equal sizes
 /// return a copy, like OpenCV. Both passes run in parallel over rows.
 ///
@@ -446,7 +451,9 @@ pub fn resize(img: &Frame, width: usize, height: usize, interp: Interpolation) -
             let (head, tail) = dst.split_at_mut(vend);
             match interp {
                 Interpolation::Linear => vertical_linear_simd(&rows, cy, head),
-                Interpolation::Cubic | Interpolation::Lanczos4 => vertical_fixed(&rows, cy, 0, head),
+                Interpolation::Cubic | Interpolation::Lanczos4 => {
+                    vertical_fixed(&rows, cy, 0, head)
+                }
             }
             vertical_fixed(&rows, cy, vend, tail);
         });
@@ -556,7 +563,8 @@ fn resize_cubic_float(img: &Frame, width: usize, height: usize) -> Frame {
                 .collect();
             let b = &cy[y * 4..y * 4 + 4];
             for (x, d) in dst.iter_mut().enumerate() {
-                let v = rows[0][x] * b[0] + rows[1][x] * b[1] + rows[2][x] * b[2] + rows[3][x] * b[3];
+                let v =
+                    rows[0][x] * b[0] + rows[1][x] * b[1] + rows[2][x] * b[2] + rows[3][x] * b[3];
                 *d = v.round_ties_even().clamp(0.0, 255.0) as u8;
             }
         });

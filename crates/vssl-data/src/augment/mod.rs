@@ -244,8 +244,7 @@ pub fn rgb_to_lab_frame(frame: &Frame) -> Result<Frame> {
     let (w, h) = frame.dimensions();
     let mut lab = vec![0u8; frame.as_raw().len()];
     vssl_core::ops::color::rgb_to_lab_u8(frame.as_raw(), &mut lab)?;
-    Frame::from_raw(w, h, lab)
-        .ok_or_else(|| Error::op("rgb_to_lab_frame", "buffer size mismatch"))
+    Frame::from_raw(w, h, lab).ok_or_else(|| Error::op("rgb_to_lab_frame", "buffer size mismatch"))
 }
 
 /// The reconstruction target of an 8-bit Lab frame: `x = (lab − 128)/128` (`ToTensor` without
