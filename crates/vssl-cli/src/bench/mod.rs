@@ -26,7 +26,20 @@ pub fn provenance() -> Value {
         "arch": std::env::consts::ARCH,
         "cpu_features": cpu_features(),
         "vssl_version": env!("CARGO_PKG_VERSION"),
+        "load_average_at_start": load_average(),
     })
+}
+
+/// The 1-minute load average (Linux), to show when other work shared the machine.
+fn load_average() -> Value {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .and_then(|s| {
+            s.split_whitespace()
+                .next()
+                .and_then(|v| v.parse::<f64>().ok())
+        })
+        .map_or(Value::Null, |v| json!(v))
 }
 
 fn git_commit() -> Value {
