@@ -95,7 +95,10 @@ fn folder_opener(path: &Path) -> Result<Box<dyn FrameSource>> {
                 .map_err(|e| Error::file(f, format!("unreadable frame: {e}")))
         })
         .collect::<Result<Vec<Frame>>>()?;
-    Ok(Box::new(MemorySource::new(path.display().to_string(), frames)?))
+    Ok(Box::new(MemorySource::new(
+        path.display().to_string(),
+        frames,
+    )?))
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -141,7 +144,10 @@ fn from_dir_finds_video_files_and_leaf_frame_folders_sorted() -> Result<()> {
         .err()
         .map(|e| e.to_string())
         .unwrap_or_default();
-    assert!(err.contains("empty_dir") && err.contains("no video"), "{err}");
+    assert!(
+        err.contains("empty_dir") && err.contains("no video"),
+        "{err}"
+    );
     Ok(())
 }
 
@@ -157,8 +163,11 @@ fn from_list_file_resolves_relative_paths_and_skips_comments() -> Result<()> {
     );
     write(&t.path("lists/../train.txt"), text.as_bytes())?;
     let list = VideoList::from_list_file(t.path("train.txt"))?;
-    let got: Vec<(PathBuf, EntryKind)> =
-        list.entries().iter().map(|e| (e.path.clone(), e.kind)).collect();
+    let got: Vec<(PathBuf, EntryKind)> = list
+        .entries()
+        .iter()
+        .map(|e| (e.path.clone(), e.kind))
+        .collect();
     assert_eq!(
         got,
         vec![
@@ -204,7 +213,10 @@ fn collection_skips_bad_and_short_entries_deterministically() -> Result<()> {
     };
     assert!(reason("b_short").contains("too short"), "{snap:?}");
     assert!(reason("c_corrupt").contains("unreadable frame"), "{snap:?}");
-    assert!(reason("d_garbage.mp4").contains("not a frame folder"), "{snap:?}");
+    assert!(
+        reason("d_garbage.mp4").contains("not a frame folder"),
+        "{snap:?}"
+    );
     // the same question gives the same answer, and known-bad entries are not re-opened
     let total = coll.skips().total();
     assert_eq!(coll.open_usable(1)?.0, 5);
@@ -232,7 +244,10 @@ fn collection_with_no_usable_video_is_an_error_that_says_so() -> Result<()> {
     ] {
         let err = err.unwrap_or_default();
         assert!(err.contains("no usable video"), "{err}");
-        assert!(err.contains(&t.0.display().to_string()), "names the root: {err}");
+        assert!(
+            err.contains(&t.0.display().to_string()),
+            "names the root: {err}"
+        );
     }
     assert_eq!(coll.skips().distinct(), 2);
     Ok(())
@@ -273,7 +288,9 @@ fn masks_written_by_pil_read_as_ids() -> Result<()> {
     // palette PNG (DAVIS 2017): indices are ids, 255 (void) kept
     assert_eq!(read_mask(fx.join("palette_pil.png"))?, pattern());
     // L PNG {0, 255} (DAVIS 2016) and its 1-bit form: one object, id 1
-    let binary = LabelMap::from_fn(6, 4, |x, y| Luma([u8::from(PATTERN[y as usize][x as usize] > 0)]));
+    let binary = LabelMap::from_fn(6, 4, |x, y| {
+        Luma([u8::from(PATTERN[y as usize][x as usize] > 0)])
+    });
     assert_eq!(read_mask(fx.join("gray_pil.png"))?, binary);
     assert_eq!(read_mask(fx.join("bilevel_pil.png"))?, binary);
     // VIP part labels are raw values, not binarised
@@ -314,7 +331,10 @@ fn palette_mask_round_trips_and_has_the_davis_palette() -> Result<()> {
     let p2 = t.path("pattern.png");
     write_palette_mask(&p2, &small)?;
     let ids: Vec<String> = small.as_raw().iter().map(u8::to_string).collect();
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../../tests/golden/datasets_check_palette.py");
+    let script = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../tests/golden/datasets_check_palette.py"
+    );
     let out = std::process::Command::new(python)
         .arg(script)
         .arg(&p2)
@@ -322,7 +342,11 @@ fn palette_mask_round_trips_and_has_the_davis_palette() -> Result<()> {
         .output()
         .map_err(io(python))?;
     let text = String::from_utf8_lossy(&out.stdout).into_owned();
-    assert!(out.status.success(), "{text}{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(text.contains("ok"), "{text}");
     Ok(())
 }
@@ -331,14 +355,20 @@ fn palette_mask_round_trips_and_has_the_davis_palette() -> Result<()> {
 fn davis_tree(t: &Tmp, year: u32) -> Result<()> {
     for (seq, n) in [("bravo", 3u8), ("alpha", 2)] {
         for f in 0..n {
-            save_rgb(&t.path(&format!("JPEGImages/480p/{seq}/{f:05}.jpg")), 8, 6, f * 50)?;
+            save_rgb(
+                &t.path(&format!("JPEGImages/480p/{seq}/{f:05}.jpg")),
+                8,
+                6,
+                f * 50,
+            )?;
             // bravo's last frame is not annotated
             if seq == "bravo" && f == 2 {
                 continue;
             }
             let p = t.path(&format!("Annotations/480p/{seq}/{f:05}.png"));
             if year == 2016 {
-                let m = GrayImage::from_fn(8, 6, |x, _| Luma([if x < 2 + f as u32 { 255 } else { 0 }]));
+                let m =
+                    GrayImage::from_fn(8, 6, |x, _| Luma([if x < 2 + f as u32 { 255 } else { 0 }]));
                 save_gray(&p, &m)?;
             } else {
                 let m = LabelMap::from_fn(8, 6, |x, y| Luma([((x + y + f as u32) % 4) as u8]));
@@ -356,11 +386,17 @@ fn davis_2016_layout() -> Result<()> {
     let d = Davis::open(&t.0, 2016, "480p", None)?;
     let names: Vec<&str> = d.sequences.iter().map(|s| s.name.as_str()).collect();
     assert_eq!(names, ["alpha", "bravo"], "sorted folders");
-    let bravo = d.sequence("bravo").ok_or_else(|| Error::op("test", "no bravo"))?;
+    let bravo = d
+        .sequence("bravo")
+        .ok_or_else(|| Error::op("test", "no bravo"))?;
     assert_eq!(bravo.len(), 3);
     assert!(bravo.frames[2].ends_with("bravo/00002.jpg"));
     assert_eq!(
-        bravo.annotations.iter().map(Option::is_some).collect::<Vec<_>>(),
+        bravo
+            .annotations
+            .iter()
+            .map(Option::is_some)
+            .collect::<Vec<_>>(),
         [true, true, false]
     );
     let a1 = bravo.annotations[1].clone().unwrap_or_default();
@@ -416,12 +452,23 @@ fn real_davis_2016_val() -> Result<()> {
     assert_eq!(d.sequences.len(), 20);
     let total: usize = d.sequences.iter().map(|s| s.len()).sum();
     assert_eq!(total, 1376);
-    let bs = d.sequence("blackswan").ok_or_else(|| Error::op("test", "no blackswan"))?;
+    let bs = d
+        .sequence("blackswan")
+        .ok_or_else(|| Error::op("test", "no blackswan"))?;
     assert_eq!(bs.len(), 50);
-    assert!(d.sequences.iter().all(|s| s.annotations.iter().all(Option::is_some)));
+    assert!(
+        d.sequences
+            .iter()
+            .all(|s| s.annotations.iter().all(Option::is_some))
+    );
     let path = bs.annotations[0].clone().unwrap_or_default();
-    let raw = image::open(&path).map_err(|e| Error::file(&path, e.to_string()))?.to_luma8();
-    assert!(raw.pixels().all(|p| p.0[0] == 0 || p.0[0] == 255), "L masks are {{0,255}}");
+    let raw = image::open(&path)
+        .map_err(|e| Error::file(&path, e.to_string()))?
+        .to_luma8();
+    assert!(
+        raw.pixels().all(|p| p.0[0] == 0 || p.0[0] == 255),
+        "L masks are {{0,255}}"
+    );
     let m = read_mask(&path)?;
     assert_eq!(m.dimensions(), (854, 480));
     let ones = m.pixels().filter(|p| p.0[0] == 1).count();
@@ -439,7 +486,12 @@ fn real_davis_2016_val() -> Result<()> {
 fn badja_tiny_json_is_joined_and_rescaled() -> Result<()> {
     let t = Tmp::new("badja");
     for f in 0..4u8 {
-        save_rgb(&t.path(&format!("davis/JPEGImages/480p/toy/{f:05}.jpg")), 96, 54, f)?;
+        save_rgb(
+            &t.path(&format!("davis/JPEGImages/480p/toy/{f:05}.jpg")),
+            96,
+            54,
+            f,
+        )?;
     }
     // entries out of order, visibility as booleans and as 0/1
     let json = r#"[
@@ -452,7 +504,10 @@ fn badja_tiny_json_is_joined_and_rescaled() -> Result<()> {
     ]"#;
     write(&t.path("toy.json"), json.as_bytes())?;
     let b = Badja::load(t.path("toy.json"), t.path("davis"))?;
-    assert_eq!((b.sequence.as_str(), b.size, b.sequence_len), ("toy", (96, 54), 4));
+    assert_eq!(
+        (b.sequence.as_str(), b.size, b.sequence_len),
+        ("toy", (96, 54), 4)
+    );
     assert_eq!(b.joint_count(), 2);
     assert_eq!(b.frames.iter().map(|f| f.frame).collect::<Vec<_>>(), [1, 3]);
     // x = col·96/1920 = col/20, y = row·54/1080 = row/20
@@ -477,7 +532,10 @@ fn badja_tiny_json_is_joined_and_rescaled() -> Result<()> {
 fn real_badja_joins_davis_2016() -> Result<()> {
     let root = Path::new(SHARED);
     if !root.join("badja").is_dir() || !root.join("davis2016-val").is_dir() {
-        println!("skipped: {}/badja or davis2016-val not found", root.display());
+        println!(
+            "skipped: {}/badja or davis2016-val not found",
+            root.display()
+        );
         return Ok(());
     }
     // counts read from the JSON files with Python's json module
@@ -492,9 +550,16 @@ fn real_badja_joins_davis_2016() -> Result<()> {
             root.join("davis2016-val"),
         )?;
         assert_eq!(b.sequence, seq);
-        assert_eq!((b.frames.len(), b.joint_count(), b.sequence_len), (frames, 37, davis_len));
+        assert_eq!(
+            (b.frames.len(), b.joint_count(), b.sequence_len),
+            (frames, 37, davis_len)
+        );
         assert_eq!(b.size, (854, 480));
-        let vis: usize = b.frames.iter().map(|f| f.visible.iter().filter(|v| **v).count()).sum();
+        let vis: usize = b
+            .frames
+            .iter()
+            .map(|f| f.visible.iter().filter(|v| **v).count())
+            .sum();
         assert_eq!(vis, visible, "{seq}");
         for f in &b.frames {
             assert!(f.image_path.is_file(), "{}", f.image_path.display());
@@ -523,7 +588,11 @@ fn mat_reader_reads_numeric_variables_written_by_scipy() -> Result<()> {
     let fx = Path::new(FIXTURES);
     let arrays = read_mat_arrays(fx.join("pos_img.mat"))?;
     let names: Vec<&str> = arrays.iter().map(|a| a.name.as_str()).collect();
-    assert_eq!(names, ["pos_img", "small", "scale"], "the cell array is skipped");
+    assert_eq!(
+        names,
+        ["pos_img", "small", "scale"],
+        "the cell array is skipped"
+    );
     let pos = &arrays[0];
     assert_eq!(pos.dims, [2, 15, 3]);
     for c in 0..2 {
@@ -535,18 +604,36 @@ fn mat_reader_reads_numeric_variables_written_by_scipy() -> Result<()> {
         }
     }
     assert_eq!(pos.get(&[2, 0, 0]), None);
-    assert_eq!((arrays[1].dims.as_slice(), arrays[1].data.as_slice()), (&[1, 3][..], &[1.0, -2.0, 3.0][..]));
-    assert_eq!((arrays[2].dims.as_slice(), arrays[2].data.as_slice()), (&[1, 1][..], &[0.5][..]));
+    assert_eq!(
+        (arrays[1].dims.as_slice(), arrays[1].data.as_slice()),
+        (&[1, 3][..], &[1.0, -2.0, 3.0][..])
+    );
+    assert_eq!(
+        (arrays[2].dims.as_slice(), arrays[2].data.as_slice()),
+        (&[1, 1][..], &[0.5][..])
+    );
 
-    let err = read_mat_arrays(fx.join("pos_img_z.mat")).err().map(|e| e.to_string()).unwrap_or_default();
-    assert!(err.contains("pos_img_z.mat") && err.contains("compressed"), "{err}");
+    let err = read_mat_arrays(fx.join("pos_img_z.mat"))
+        .err()
+        .map(|e| e.to_string())
+        .unwrap_or_default();
+    assert!(
+        err.contains("pos_img_z.mat") && err.contains("compressed"),
+        "{err}"
+    );
     assert!(read_mat_array(fx.join("pos_img.mat"), "nope").is_err());
 
     let t = Tmp::new("mat");
     let bytes = std::fs::read(fx.join("pos_img.mat")).map_err(io(fx))?;
     write(&t.path("cut.mat"), &bytes[..bytes.len() - 100])?;
-    let err = read_mat_arrays(t.path("cut.mat")).err().map(|e| e.to_string()).unwrap_or_default();
-    assert!(err.contains("cut.mat") && err.contains("truncated"), "{err}");
+    let err = read_mat_arrays(t.path("cut.mat"))
+        .err()
+        .map(|e| e.to_string())
+        .unwrap_or_default();
+    assert!(
+        err.contains("cut.mat") && err.contains("truncated"),
+        "{err}"
+    );
     write(&t.path("junk.mat"), &[7u8; 300])?;
     assert!(read_mat_arrays(t.path("junk.mat")).is_err());
     Ok(())
@@ -558,20 +645,36 @@ fn jhmdb_layout_with_joints() -> Result<()> {
     let fx = Path::new(FIXTURES);
     for (class, video) in [("wave", "w1"), ("brush_hair", "b2"), ("brush_hair", "b1")] {
         for f in 1..=3u8 {
-            save_rgb(&t.path(&format!("Rename_Images/{class}/{video}/{f:05}.png")), 8, 8, f)?;
+            save_rgb(
+                &t.path(&format!("Rename_Images/{class}/{video}/{f:05}.png")),
+                8,
+                8,
+                f,
+            )?;
         }
     }
     let mat = t.path("joint_positions/brush_hair/b1/joint_positions.mat");
     mkdir(mat.parent().unwrap_or(&t.0))?;
     std::fs::copy(fx.join("pos_img.mat"), &mat).map_err(io(&mat))?;
     let j = Jhmdb::open(&t.0, None)?;
-    let ids: Vec<String> = j.videos.iter().map(|v| format!("{}/{}", v.class, v.name)).collect();
+    let ids: Vec<String> = j
+        .videos
+        .iter()
+        .map(|v| format!("{}/{}", v.class, v.name))
+        .collect();
     assert_eq!(ids, ["brush_hair/b1", "brush_hair/b2", "wave/w1"]);
     assert_eq!(j.videos[0].frames.len(), 3);
     let joints = j.videos[0].joints()?;
     assert_eq!((joints.len(), joints[0].len()), (3, 15));
-    assert_eq!(joints[2][7], [10.0 * 7.0 + 2.0 + 0.25, 1000.0 + 70.0 + 2.0 + 0.25]);
-    let err = j.videos[1].joints().err().map(|e| e.to_string()).unwrap_or_default();
+    assert_eq!(
+        joints[2][7],
+        [10.0 * 7.0 + 2.0 + 0.25, 1000.0 + 70.0 + 2.0 + 0.25]
+    );
+    let err = j.videos[1]
+        .joints()
+        .err()
+        .map(|e| e.to_string())
+        .unwrap_or_default();
     assert!(err.contains("b2"), "a missing .mat is named: {err}");
     let only = Jhmdb::open(&t.0, Some(&["wave/w1".to_string()]))?;
     assert_eq!(only.videos.len(), 1);
@@ -599,7 +702,10 @@ fn vip_layout_with_sparse_part_labels() -> Result<()> {
     assert_eq!(names, ["videos1", "videos2"]);
     let v1 = &vip.videos[0];
     assert_eq!(v1.frames.len(), 3);
-    assert_eq!(v1.labels.iter().map(Option::is_some).collect::<Vec<_>>(), [true, false, true]);
+    assert_eq!(
+        v1.labels.iter().map(Option::is_some).collect::<Vec<_>>(),
+        [true, false, true]
+    );
     assert!(vip.videos[1].labels.iter().all(Option::is_none));
     let labels = read_part_labels(v1.labels[2].clone().unwrap_or_default())?;
     for (x, y, p) in labels.enumerate_pixels() {

@@ -30,14 +30,22 @@ fn collect(loader: &Loader<Item>, epoch: u64) -> Result<Vec<Vec<Item>>> {
 #[test]
 fn same_seed_gives_the_same_batches_whatever_the_worker_count() -> Result<()> {
     let reference = collect(&Loader::new(37, 4, 0, 2, 7, jittery_make())?, 3)?;
-    assert_eq!(reference.len(), 9, "37 samples, batch 4, drop_last: 9 batches");
+    assert_eq!(
+        reference.len(),
+        9,
+        "37 samples, batch 4, drop_last: 9 batches"
+    );
     assert!(reference.iter().all(|b| b.len() == 4));
     for workers in [1, 2, 4] {
         let loader = Loader::new(37, 4, workers, 2, 7, jittery_make())?;
         let got = collect(&loader, 3)?;
         assert_eq!(got, reference, "workers = {workers}");
         // and again with the same loader (threads restarted per epoch)
-        assert_eq!(collect(&loader, 3)?, reference, "workers = {workers}, second pass");
+        assert_eq!(
+            collect(&loader, 3)?,
+            reference,
+            "workers = {workers}, second pass"
+        );
     }
     // the batches follow the epoch permutation, and every sample used its own stream
     let loader = Loader::new(37, 4, 2, 2, 7, jittery_make())?;
@@ -61,7 +69,10 @@ fn epochs_and_seeds_change_the_order_and_shuffle_off_keeps_it() -> Result<()> {
     sorted.sort_unstable();
     assert_eq!(sorted, (0..50).collect::<Vec<_>>(), "a permutation");
     assert_ne!(p0, p1, "epochs differ");
-    assert_ne!(p0, Loader::new(50, 5, 2, 2, 2, jittery_make())?.permutation(0));
+    assert_ne!(
+        p0,
+        Loader::new(50, 5, 2, 2, 2, jittery_make())?.permutation(0)
+    );
     let b0: Vec<usize> = collect(&loader, 0)?.iter().flatten().map(|i| i.0).collect();
     let b1: Vec<usize> = collect(&loader, 1)?.iter().flatten().map(|i| i.0).collect();
     assert_eq!((b0, b1), (p0, p1));
@@ -146,7 +157,14 @@ fn new_live() -> Arc<Live> {
 fn memory_stays_bounded_by_the_queue_depth() -> Result<()> {
     let (batch, depth, workers) = (3, 2, 4);
     let live = new_live();
-    let loader = Loader::new(300, batch, workers, depth, 5, counting_make(&live, Duration::ZERO))?;
+    let loader = Loader::new(
+        300,
+        batch,
+        workers,
+        depth,
+        5,
+        counting_make(&live, Duration::ZERO),
+    )?;
     let mut n = 0;
     for b in loader.epoch(0) {
         let b = b?;
@@ -163,7 +181,10 @@ fn memory_stays_bounded_by_the_queue_depth() -> Result<()> {
         "{max} samples alive, bound {}",
         (depth + 1) * batch
     );
-    assert!(max > batch, "the workers prefetched ahead ({max} alive at most)");
+    assert!(
+        max > batch,
+        "the workers prefetched ahead ({max} alive at most)"
+    );
     assert_eq!(live.now.load(Ordering::SeqCst), 0);
     Ok(())
 }
@@ -175,7 +196,14 @@ fn dropping_the_iterator_early_stops_the_workers_without_hanging() -> Result<()>
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
         let run = || -> Result<usize> {
-            let loader = Loader::new(10_000, 4, 4, 2, 3, counting_make(&live2, Duration::from_millis(1)))?;
+            let loader = Loader::new(
+                10_000,
+                4,
+                4,
+                2,
+                3,
+                counting_make(&live2, Duration::from_millis(1)),
+            )?;
             let mut it = loader.epoch(0);
             let first = it.next().ok_or_else(|| Error::op("test", "no batch"))??;
             drop(it); // workers stop and are joined here
@@ -189,7 +217,11 @@ fn dropping_the_iterator_early_stops_the_workers_without_hanging() -> Result<()>
     assert_eq!(got, 4);
     let made = live.made.load(Ordering::SeqCst);
     std::thread::sleep(Duration::from_millis(50));
-    assert_eq!(live.made.load(Ordering::SeqCst), made, "no sample made after the drop");
+    assert_eq!(
+        live.made.load(Ordering::SeqCst),
+        made,
+        "no sample made after the drop"
+    );
     assert!(made <= 4 * 3 + 4, "{made} samples made for one batch of 4");
     Ok(())
 }
@@ -211,14 +243,21 @@ fn errors_and_panics_of_make_are_yielded_and_end_the_epoch() -> Result<()> {
             .position(|&i| i == 5)
             .ok_or_else(|| Error::op("test", "5 not in the permutation"))?;
         let results: Vec<Result<Vec<usize>>> = loader.epoch(0).collect();
-        assert_eq!(results.len(), pos / 2 + 1, "workers {workers}: ends at the failing batch");
+        assert_eq!(
+            results.len(),
+            pos / 2 + 1,
+            "workers {workers}: ends at the failing batch"
+        );
         assert!(results[..pos / 2].iter().all(|r| r.is_ok()));
         let err = results[pos / 2]
             .as_ref()
             .err()
             .map(|e| e.to_string())
             .unwrap_or_default();
-        assert!(err.contains("clip5.mp4") && err.contains("truncated"), "{err}");
+        assert!(
+            err.contains("clip5.mp4") && err.contains("truncated"),
+            "{err}"
+        );
 
         let panicking: MakeFn<usize> = Arc::new(|_, index, _| {
             assert!(index != 2, "boom at two");
@@ -227,8 +266,15 @@ fn errors_and_panics_of_make_are_yielded_and_end_the_epoch() -> Result<()> {
         let loader = Loader::new(6, 6, workers, 1, 0, panicking)?;
         let results: Vec<Result<Vec<usize>>> = loader.epoch(0).collect();
         assert_eq!(results.len(), 1);
-        let err = results[0].as_ref().err().map(|e| e.to_string()).unwrap_or_default();
-        assert!(err.contains("panicked") && err.contains("boom at two"), "{err}");
+        let err = results[0]
+            .as_ref()
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(
+            err.contains("panicked") && err.contains("boom at two"),
+            "{err}"
+        );
     }
     Ok(())
 }

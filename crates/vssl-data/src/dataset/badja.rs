@@ -131,7 +131,10 @@ impl Badja {
                 .ok_or_else(|| {
                     Error::file(
                         &dir,
-                        format!("frame {stem} annotated in {} is missing", json_path.display()),
+                        format!(
+                            "frame {stem} annotated in {} is missing",
+                            json_path.display()
+                        ),
                     )
                 })?;
             out.push(BadjaFrame {

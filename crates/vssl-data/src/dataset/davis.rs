@@ -78,7 +78,10 @@ impl Davis {
         let names: Vec<String> = match split {
             Some(s) => s.to_vec(),
             None => {
-                let list = root.join("ImageSets").join(year.to_string()).join("val.txt");
+                let list = root
+                    .join("ImageSets")
+                    .join(year.to_string())
+                    .join("val.txt");
                 if list.is_file() {
                     parse_split(&read_text(&list)?)
                 } else {

@@ -259,10 +259,7 @@ where
         if n < self.min_frames {
             return Err(Error::file(
                 &entry.path,
-                format!(
-                    "too short: {n} frames, a sample needs {}",
-                    self.min_frames
-                ),
+                format!("too short: {n} frames, a sample needs {}", self.min_frames),
             ));
         }
         Ok(source)

@@ -42,7 +42,11 @@ impl Vip {
         let labels_root = root.join("Category_ids");
         let names: Vec<String> = match split {
             Some(s) => s.to_vec(),
-            None => read_dir_sorted(&images)?.0.iter().map(|d| file_name(d)).collect(),
+            None => read_dir_sorted(&images)?
+                .0
+                .iter()
+                .map(|d| file_name(d))
+                .collect(),
         };
         let videos = names
             .into_iter()
