@@ -278,3 +278,36 @@ fn errors_and_panics_of_make_are_yielded_and_end_the_epoch() -> Result<()> {
     }
     Ok(())
 }
+
+/// Throughput figure, not a check: `cargo test --profile test -p vssl-data --test loader --
+/// --ignored --nocapture throughput`. Each sample is a 2×3×256×256 f32 pair filled from its RNG
+/// (about what a frame-pair sample weighs), batch 16, 2 workers.
+#[test]
+#[ignore = "timing; run by hand"]
+fn throughput() -> Result<()> {
+    let make: MakeFn<Vec<f32>> = Arc::new(|_, _, rng: &mut ChaCha8Rng| {
+        let mut v = vec![0f32; 2 * 3 * 256 * 256];
+        let mut x = rng.next_u64();
+        for e in v.iter_mut() {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            *e = (x >> 40) as f32;
+        }
+        Ok(v)
+    });
+    for workers in [0, 1, 2] {
+        let loader = Loader::new(16 * 64, 16, workers, 2, 0, Arc::clone(&make))?;
+        let t = std::time::Instant::now();
+        let n = loader
+            .epoch(0)
+            .try_fold(0usize, |n, b| b.map(|b| n + b.len()))?;
+        let s = t.elapsed().as_secs_f64();
+        println!(
+            "workers {workers}: {n} samples, {:.1} batches/s, {:.0} samples/s",
+            n as f64 / 16.0 / s,
+            n as f64 / s
+        );
+    }
+    Ok(())
+}
