@@ -101,6 +101,10 @@ pub struct VideoSource {
     scaler: Option<Scaler>,
     packet: Packet,
     frame: AvFrame,
+    /// Frames the decoder has returned since open (kept or not).
+    decoded: u64,
+    /// Seeks done since open (rewinds included).
+    seeks: u64,
 }
 
 impl std::fmt::Debug for VideoSource {
@@ -276,8 +280,11 @@ impl VideoSource {
             scaler: None,
             packet: Packet::empty(),
             frame: AvFrame::empty(),
+            decoded: 0,
+            seeks: 0,
         };
         source.rewind()?;
+        source.seeks = 0;
         Ok(source)
     }
 
@@ -297,10 +304,23 @@ impl VideoSource {
         &self.index.keyframes
     }
 
+    /// Frames the decoder has produced since the file was opened, kept or skipped: a measure of
+    /// the work done (sparse requests on a file with frequent keyframes decode far fewer frames
+    /// than the highest index asked).
+    pub fn frames_decoded(&self) -> u64 {
+        self.decoded
+    }
+
+    /// Seeks and rewinds done since the file was opened.
+    pub fn seeks(&self) -> u64 {
+        self.seeks
+    }
+
     /// Back to the first frame: reopens the container and a fresh decoder (used after the demux
     /// pass, to go backwards, and when a seek misbehaves).
     fn rewind(&mut self) -> Result<()> {
         let (input, decoder, stream_index) = open_decoder(&self.path, self.threads)?;
+        self.seeks += 1;
         self.input = input;
         self.decoder = decoder;
         self.stream_index = stream_index;
@@ -324,6 +344,7 @@ impl VideoSource {
         let ts = i64::try_from(us.div_euclid(den)).unwrap_or(i64::MIN);
         match self.input.seek(ts, ..ts.saturating_add(1)) {
             Ok(()) => {
+                self.seeks += 1;
                 self.decoder.flush();
                 self.last = None;
                 self.draining = false;
@@ -363,6 +384,7 @@ impl VideoSource {
             }
             match self.decoder.receive_frame(&mut self.frame) {
                 Ok(()) => {
+                    self.decoded += 1;
                     let idx = self.frame_index();
                     if let Some(i) = idx {
                         self.last = Some(i);
