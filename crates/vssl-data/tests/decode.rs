@@ -414,3 +414,28 @@ fn davis_folder_when_present() {
     assert!(f.iter().all(|f| f.dimensions() == (256, 256)));
     assert_ne!(f[0], f[1]);
 }
+
+/// `resize_bilinear_rgb` against `cv2.resize(..., INTER_LINEAR)` (fixtures made by
+/// `tests/fixtures/decode/make_golden.py`), within 1 grey level.
+#[test]
+fn bilinear_resize_matches_opencv_inter_linear() {
+    use vssl_data::source::folder::resize_bilinear_rgb;
+    let dir = Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/decode"));
+    let input = image::open(dir.join("input.png")).expect("input").into_rgb8();
+    assert_eq!(input.dimensions(), (37, 29));
+    for (w, h) in [(16, 12), (20, 29), (37, 10), (50, 40), (64, 64)] {
+        let want = image::open(dir.join(format!("cv2_linear_{w}x{h}.png")))
+            .expect("golden")
+            .into_rgb8();
+        let got = resize_bilinear_rgb(&input, w, h);
+        assert_eq!(got.dimensions(), want.dimensions());
+        let max = got
+            .as_raw()
+            .iter()
+            .zip(want.as_raw())
+            .map(|(&a, &b)| a.abs_diff(b))
+            .max()
+            .unwrap_or(0);
+        assert!(max <= 1, "{w}x{h}: max difference {max}");
+    }
+}

@@ -316,17 +316,19 @@ pub fn resize_bilinear_rgb(img: &Frame, width: u32, height: u32) -> Frame {
         }
     };
     for (orow, &(y0, y1, wy1)) in out.chunks_exact_mut(out_row).zip(&yt) {
-        for (k, sy) in [y0, y1].into_iter().enumerate() {
-            if rows[k].0 == sy {
-                continue;
-            }
-            let other = 1 - k;
-            if rows[other].0 == sy {
+        // Source row y0 into slot 0 (reusing slot 1 when it holds it), y1 into slot 1 (not
+        // needed when its weight is 0, e.g. at the bottom edge where y0 == y1).
+        if rows[0].0 != y0 {
+            if rows[1].0 == y0 {
                 rows.swap(0, 1);
-                continue;
+            } else {
+                hpass(y0, &mut rows[0].1);
+                rows[0].0 = y0;
             }
-            hpass(sy, &mut rows[k].1);
-            rows[k].0 = sy;
+        }
+        if wy1 != 0 && rows[1].0 != y1 {
+            hpass(y1, &mut rows[1].1);
+            rows[1].0 = y1;
         }
         let wy0 = COEF_ONE - wy1;
         let (r0, r1) = (&rows[0].1, &rows[1].1);
