@@ -94,7 +94,9 @@ fn write_pngs(dir: &Path) -> PathBuf {
     let d = dir.join("png");
     std::fs::create_dir_all(&d).expect("png dir");
     for i in 0..N {
-        pattern(i).save(d.join(format!("f{i:03}.png"))).expect("png");
+        pattern(i)
+            .save(d.join(format!("f{i:03}.png")))
+            .expect("png");
     }
     d
 }
@@ -111,13 +113,18 @@ fn encode(pngs: &Path, out: &Path, codec_args: &[&str]) {
     assert!(status.success(), "ffmpeg failed for {}", out.display());
 }
 
-const H264: &[&str] = &["-c:v", "libx264", "-pix_fmt", "yuv420p", "-crf", "8", "-g", "10"];
+const H264: &[&str] = &[
+    "-c:v", "libx264", "-pix_fmt", "yuv420p", "-crf", "8", "-g", "10",
+];
 
 fn expect_file_error(r: vssl_data::Result<impl Sized>, path: &Path, what: &str) -> String {
     match r {
         Ok(_) => panic!("{what}: expected an error for {}", path.display()),
         Err(e) => {
-            assert!(matches!(e, Error::File { .. }), "{what}: not a file error: {e}");
+            assert!(
+                matches!(e, Error::File { .. }),
+                "{what}: not a file error: {e}"
+            );
             let msg = e.to_string();
             assert!(
                 msg.contains(&path.display().to_string()),
@@ -157,7 +164,10 @@ mod video {
         let all: Vec<usize> = (0..N).collect();
         check_frames(&v.frames(&all, None).expect("all"), &all, (W, H), "all");
         let err = v.frames(&[N], None).expect_err("out of range").to_string();
-        assert!(err.contains("clip.mp4") && err.contains(&format!("frame {N}")), "{err}");
+        assert!(
+            err.contains("clip.mp4") && err.contains(&format!("frame {N}")),
+            "{err}"
+        );
     }
 
     #[test]
@@ -186,7 +196,12 @@ mod video {
 
         // Dense increasing requests do not seek.
         let mut d = VideoSource::open(&mp4).expect("open");
-        check_frames(&d.frames(&[0, 1, 2], None).expect("a"), &[0, 1, 2], (W, H), "a");
+        check_frames(
+            &d.frames(&[0, 1, 2], None).expect("a"),
+            &[0, 1, 2],
+            (W, H),
+            "a",
+        );
         check_frames(&d.frames(&[4, 6], None).expect("b"), &[4, 6], (W, H), "b");
         assert_eq!(d.seeks(), 0);
     }
@@ -217,7 +232,9 @@ mod video {
         let pngs = write_pngs(tmp.path());
         let mut cases: Vec<(&str, Vec<&str>)> = vec![(
             "clip.avi",
-            vec!["-c:v", "mpeg4", "-q:v", "2", "-g", "12", "-pix_fmt", "yuv420p"],
+            vec![
+                "-c:v", "mpeg4", "-q:v", "2", "-g", "12", "-pix_fmt", "yuv420p",
+            ],
         )];
         if have_encoder("libx264") {
             cases.push(("clip.mkv", H264.to_vec()));
@@ -261,7 +278,12 @@ mod video {
         eprintln!("truncated mkv: {} of {N} frames", v.len());
         assert!(v.len() > 5 && v.len() < N, "len {}", v.len());
         let last = v.len() - 2;
-        check_frames(&v.frames(&[0, last], None).expect("frames"), &[0, last], (W, H), "cut");
+        check_frames(
+            &v.frames(&[0, last], None).expect("frames"),
+            &[0, last],
+            (W, H),
+            "cut",
+        );
 
         // mp4 with the index in front (faststart): the header says 60 frames, the file has fewer.
         let mp4 = tmp.path().join("fast.mp4");
@@ -275,7 +297,12 @@ mod video {
             Ok(mut v) => {
                 eprintln!("truncated faststart mp4: {} of {N} frames", v.len());
                 assert!(v.len() < N, "len {}", v.len());
-                check_frames(&v.frames(&[0], None).expect("frame 0"), &[0], (W, H), "fast");
+                check_frames(
+                    &v.frames(&[0], None).expect("frame 0"),
+                    &[0],
+                    (W, H),
+                    "fast",
+                );
                 // Asking every frame either works or is a file error naming it; never a panic.
                 let all: Vec<usize> = (0..v.len()).collect();
                 if let Err(e) = v.frames(&all, None) {
@@ -338,15 +365,16 @@ fn folder_of_png_and_jpeg_in_natural_order() {
             1 => format!("{}.JPG", i + 1),
             _ => format!("{}.jpeg", i + 1),
         };
-        pattern(i).save_with_format(
-            dir.join(&name),
-            if name.ends_with(".png") {
-                image::ImageFormat::Png
-            } else {
-                image::ImageFormat::Jpeg
-            },
-        )
-        .expect("save");
+        pattern(i)
+            .save_with_format(
+                dir.join(&name),
+                if name.ends_with(".png") {
+                    image::ImageFormat::Png
+                } else {
+                    image::ImageFormat::Jpeg
+                },
+            )
+            .expect("save");
     }
     std::fs::write(dir.join("notes.txt"), "not a frame").expect("txt");
     std::fs::create_dir_all(dir.join("sub.png")).expect("a folder named like an image");
@@ -356,7 +384,12 @@ fn folder_of_png_and_jpeg_in_natural_order() {
     assert_eq!(s.size(), (W, H));
     assert!(s.files()[1].ends_with("2.JPG") && s.files()[9].ends_with("10.png"));
     let asked = [19, 0, 9, 9, 10, 1];
-    check_frames(&s.frames(&asked, None).expect("frames"), &asked, (W, H), "folder");
+    check_frames(
+        &s.frames(&asked, None).expect("frames"),
+        &asked,
+        (W, H),
+        "folder",
+    );
     check_frames(
         &s.frames(&asked, Some((32, 24))).expect("resized"),
         &asked,
@@ -382,13 +415,20 @@ fn folder_errors_name_the_folder_or_the_frame() {
     let dir = tmp.path().join("frames");
     std::fs::create_dir_all(&dir).expect("dir");
     for i in 0..3 {
-        pattern(i).save(dir.join(format!("{i:05}.png"))).expect("png");
+        pattern(i)
+            .save(dir.join(format!("{i:05}.png")))
+            .expect("png");
     }
     let bad = dir.join("00003.jpg");
     std::fs::write(&bad, b"\xFF\xD8\xFF garbage, not a jpeg").expect("bad");
     let mut s = FolderSource::open(&dir).expect("open");
     assert_eq!(s.len(), 4);
-    check_frames(&s.frames(&[2, 0], None).expect("good frames"), &[2, 0], (W, H), "good");
+    check_frames(
+        &s.frames(&[2, 0], None).expect("good frames"),
+        &[2, 0],
+        (W, H),
+        "good",
+    );
     expect_file_error(s.frames(&[1, 3], None), &bad, "corrupt frame");
 
     let text = tmp.path().join("notes.txt");
@@ -420,8 +460,13 @@ fn davis_folder_when_present() {
 #[test]
 fn bilinear_resize_matches_opencv_inter_linear() {
     use vssl_data::source::folder::resize_bilinear_rgb;
-    let dir = Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/decode"));
-    let input = image::open(dir.join("input.png")).expect("input").into_rgb8();
+    let dir = Path::new(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/fixtures/decode"
+    ));
+    let input = image::open(dir.join("input.png"))
+        .expect("input")
+        .into_rgb8();
     assert_eq!(input.dimensions(), (37, 29));
     for (w, h) in [(16, 12), (20, 29), (37, 10), (50, 40), (64, 64)] {
         let want = image::open(dir.join(format!("cv2_linear_{w}x{h}.png")))

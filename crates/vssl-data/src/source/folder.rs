@@ -188,7 +188,10 @@ impl FrameSource for FolderSource {
         if let Some(&bad) = indices.iter().find(|&&i| i >= n) {
             return Err(Error::op(
                 "FolderSource::frames",
-                format!("{}: frame {bad} asked, the folder has {n}", self.dir.display()),
+                format!(
+                    "{}: frame {bad} asked, the folder has {n}",
+                    self.dir.display()
+                ),
             ));
         }
         if let Some((w, h)) = resize
@@ -346,11 +349,25 @@ mod tests {
 
     #[test]
     fn natural_order() {
-        let mut v = vec!["10.jpg", "2.jpg", "1.jpg", "a10b.png", "a9b.png", "00001.jpg"];
+        let mut v = vec![
+            "10.jpg",
+            "2.jpg",
+            "1.jpg",
+            "a10b.png",
+            "a9b.png",
+            "00001.jpg",
+        ];
         v.sort_by(|a, b| natural_cmp(a, b));
         assert_eq!(
             v,
-            ["00001.jpg", "1.jpg", "2.jpg", "10.jpg", "a9b.png", "a10b.png"]
+            [
+                "00001.jpg",
+                "1.jpg",
+                "2.jpg",
+                "10.jpg",
+                "a9b.png",
+                "a10b.png"
+            ]
         );
     }
 
@@ -364,7 +381,10 @@ mod tests {
         for x in 0..32u32 {
             let want = 4.0 * (2.0 * x as f64 + 0.5);
             let p = out.get_pixel(x, 2).0;
-            assert!((f64::from(p[0]) - want).abs() <= 0.5, "x {x}: {p:?} vs {want}");
+            assert!(
+                (f64::from(p[0]) - want).abs() <= 0.5,
+                "x {x}: {p:?} vs {want}"
+            );
             assert_eq!((p[1], p[2]), (7, 200));
         }
     }
