@@ -47,6 +47,19 @@ enum BenchCmd {
         #[arg(long, hide = true)]
         child: Option<String>,
     },
+    /// Decode + resize throughput: H.264 clip and DAVIS JPEG folders, against PyAV + OpenCV
+    /// (the comparison needs `python3` on PATH with `av` and `cv2` importable).
+    Data {
+        /// Output file (default target/bench/data.json).
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// Timed runs per configuration (after one warm-up run).
+        #[arg(long, default_value_t = 3)]
+        repeats: usize,
+        /// Internal: run one configuration in this process and print its JSON.
+        #[arg(long, hide = true)]
+        child: Option<String>,
+    },
 }
 
 fn main() -> Result<()> {
@@ -64,6 +77,11 @@ fn main() -> Result<()> {
                 repeats,
                 child,
             } => bench::core::run(child, out, repeats.max(1)),
+            BenchCmd::Data {
+                out,
+                repeats,
+                child,
+            } => bench::data::run(child, out, repeats.max(1)),
         },
     }
 }

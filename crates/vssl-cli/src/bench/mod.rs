@@ -5,6 +5,7 @@
 //! alone, inputs included. Speed and memory targets are checked here, never in timed tests.
 
 pub mod core;
+pub mod data;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
