@@ -29,4 +29,6 @@ pub mod source;
 pub mod synth;
 pub mod track;
 
+pub use source::FrameSource;
+pub use source::folder::open_source;
 pub use vssl_core::{Error, Result};
