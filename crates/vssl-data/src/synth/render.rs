@@ -12,7 +12,7 @@ use rayon::prelude::*;
 
 use super::scene::{BackgroundSpec, ObjectSpec, SceneSpec};
 use super::shape::Field;
-use super::texture::{self, Texture, TextureSpec, hash4};
+use super::texture::{self, Texture, TextureSpec, hash4, mix};
 use super::{ObjectTrack, PointTrack};
 use crate::frame::{Frame, LabelMap};
 use crate::{Error, Result};
@@ -203,15 +203,22 @@ fn render_frame(spec: &SceneSpec, r: &Rasters, t: usize) -> (Frame, LabelMap) {
                     }
                 }
             }
-            let noisy = spec.noise_sigma > 0.0;
-            for (x, (px, a)) in row.chunks_exact_mut(3).zip(&acc).enumerate() {
-                for k in 0..3 {
-                    let mut v = a[k] * gain + bias;
-                    if noisy {
-                        let hsh = hash4(spec.noise_seed, t as u64, y as u64, (x * 3 + k) as u64);
-                        v += spec.noise_sigma * normal(hsh);
+            // `as u8` saturates, and truncating v + 1/2 >= 0 rounds half up (no libm call)
+            if spec.noise_sigma > 0.0 {
+                let row_key = hash4(spec.noise_seed, t as u64, y as u64, 0);
+                for (x, (px, a)) in row.chunks_exact_mut(3).zip(&acc).enumerate() {
+                    let mut hsh = mix(row_key.wrapping_add(x as u64));
+                    for k in 0..3 {
+                        let v = a[k] * gain + bias + spec.noise_sigma * normal(hsh);
+                        px[k] = (v + 0.5).max(0.0) as u8;
+                        hsh = mix(hsh);
                     }
-                    px[k] = v.round().clamp(0.0, 255.0) as u8;
+                }
+            } else {
+                for (px, a) in row.chunks_exact_mut(3).zip(&acc) {
+                    for k in 0..3 {
+                        px[k] = (a[k] * gain + bias + 0.5).max(0.0) as u8;
+                    }
                 }
             }
         });

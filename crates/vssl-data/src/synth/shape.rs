@@ -200,9 +200,10 @@ impl Field {
         if !(gx >= 0.0 && gy >= 0.0 && gx < last && gy < last) {
             return OUTSIDE;
         }
-        let (fx, fy) = (gx.floor(), gy.floor());
-        let (ax, ay) = (gx - fx, gy - fy);
-        let i = fy as usize * self.n + fx as usize;
+        // both are >= 0 here, so truncation is floor
+        let (ix, iy) = (gx as usize, gy as usize);
+        let (ax, ay) = (gx - ix as f32, gy - iy as f32);
+        let i = iy * self.n + ix;
         let (a, b, c, d) = (
             self.data[i],
             self.data[i + 1],

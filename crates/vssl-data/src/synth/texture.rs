@@ -41,7 +41,8 @@ pub struct TextureSpec {
     pub family: TextureFamily,
     /// Seed of the texture's hash (colours, lattice values, cell points, orientations).
     pub seed: u64,
-    /// Side of the square, periodic raster in texels (texels are sampled at about 1:1).
+    /// Side of the square, periodic raster in texels (texels are sampled at about 1:1); rounded
+    /// up to a power of two when rendered.
     pub size: usize,
     /// Characteristic feature size in texels (stripe period, cell size, base noise period).
     pub feature: f32,
@@ -63,15 +64,15 @@ impl Texture {
     /// Bilinear sample at texel coordinates `(x, y)` (texel centres at integers), wrapping.
     #[inline]
     pub(crate) fn sample(&self, x: f32, y: f32) -> [f32; 3] {
-        let n = self.n as i64;
-        let fx = x.floor();
-        let fy = y.floor();
-        let ax = x - fx;
-        let ay = y - fy;
-        let x0 = (fx as i64).rem_euclid(n) as usize;
-        let y0 = (fy as i64).rem_euclid(n) as usize;
-        let x1 = if x0 + 1 == self.n { 0 } else { x0 + 1 };
-        let y1 = if y0 + 1 == self.n { 0 } else { y0 + 1 };
+        // the size is a power of two: wrapping is a mask
+        let mask = self.n as i32 - 1;
+        let (ix, iy) = (floor_i32(x), floor_i32(y));
+        let ax = x - ix as f32;
+        let ay = y - iy as f32;
+        let x0 = (ix & mask) as usize;
+        let y0 = (iy & mask) as usize;
+        let x1 = ((ix + 1) & mask) as usize;
+        let y1 = ((iy + 1) & mask) as usize;
         let r0 = y0 * self.n;
         let r1 = y1 * self.n;
         let (a, b, c, d) = (
@@ -88,6 +89,13 @@ impl Texture {
         }
         out
     }
+}
+
+/// `floor(x)` as an integer without a libm call (x86-64 without SSE4.1 has no inline floor).
+#[inline]
+pub(crate) fn floor_i32(x: f32) -> i32 {
+    let i = x as i32;
+    i - i32::from((i as f32) > x)
 }
 
 /// SplitMix64 finaliser.
@@ -116,15 +124,14 @@ pub(crate) fn unit(h: u64) -> f32 {
 fn value_noise(seed: u64, g: usize, n: usize, x: f32, y: f32) -> f32 {
     let gx = x * g as f32 / n as f32;
     let gy = y * g as f32 / n as f32;
-    let fx = gx.floor();
-    let fy = gy.floor();
-    let tx = gx - fx;
-    let ty = gy - fy;
+    let (ix, iy) = (floor_i32(gx), floor_i32(gy));
+    let tx = gx - ix as f32;
+    let ty = gy - iy as f32;
     let sx = tx * tx * (3.0 - 2.0 * tx);
     let sy = ty * ty * (3.0 - 2.0 * ty);
     let g = g as i64;
-    let i0 = (fx as i64).rem_euclid(g) as u64;
-    let j0 = (fy as i64).rem_euclid(g) as u64;
+    let i0 = (ix as i64).rem_euclid(g) as u64;
+    let j0 = (iy as i64).rem_euclid(g) as u64;
     let i1 = (i0 + 1) % g as u64;
     let j1 = (j0 + 1) % g as u64;
     let v = |i, j| unit(hash4(seed, i, j, 7));
@@ -191,7 +198,7 @@ fn wave_vector(n: usize, feature: f32, angle: f32) -> (f32, f32) {
 
 /// Renders the raster of `spec`, rows in parallel.
 pub(crate) fn generate(spec: &TextureSpec) -> Texture {
-    let n = spec.size.max(4);
+    let n = spec.size.clamp(4, 1 << 14).next_power_of_two();
     let seed = spec.seed;
     let pal = palette(seed);
     let angle = unit(hash4(seed, 200, 0, 0)) * std::f32::consts::TAU;
