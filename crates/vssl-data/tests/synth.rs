@@ -29,13 +29,13 @@ struct TempDir(PathBuf);
 
 impl TempDir {
     fn new(tag: &str) -> TempDir {
-        let p = std::env::temp_dir().join(format!(
-            "vssl-synth-{tag}-{}-{:?}",
-            std::process::id(),
-            std::time::SystemTime::now()
-        ));
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos());
+        let p =
+            std::env::temp_dir().join(format!("vssl-synth-{tag}-{}-{nanos}", std::process::id()));
         let _ = std::fs::remove_dir_all(&p);
-        std::fs::create_dir_all(&p).unwrap();
+        std::fs::create_dir_all(&p).expect("cannot create the temp folder");
         TempDir(p)
     }
 }
@@ -433,16 +433,17 @@ fn clip_streams_as_a_frame_source() -> Result<()> {
 }
 
 fn read_indexed_png(p: &std::path::Path) -> (Vec<u8>, Vec<u8>, (u32, u32)) {
-    let mut dec = png::Decoder::new(std::io::BufReader::new(std::fs::File::open(p).unwrap()));
+    let file = std::fs::File::open(p).expect("mask PNG missing");
+    let mut dec = png::Decoder::new(std::io::BufReader::new(file));
     dec.set_transformations(png::Transformations::IDENTITY);
-    let mut reader = dec.read_info().unwrap();
+    let mut reader = dec.read_info().expect("not a PNG");
     let info = reader.info();
     assert_eq!(info.color_type, png::ColorType::Indexed);
     assert_eq!(info.bit_depth, png::BitDepth::Eight);
-    let palette = info.palette.as_ref().unwrap().to_vec();
+    let palette = info.palette.as_ref().expect("no palette chunk").to_vec();
     let size = (info.width, info.height);
-    let mut buf = vec![0; reader.output_buffer_size().unwrap()];
-    let frame = reader.next_frame(&mut buf).unwrap();
+    let mut buf = vec![0; reader.output_buffer_size().expect("PNG too large")];
+    let frame = reader.next_frame(&mut buf).expect("cannot decode the PNG");
     buf.truncate(frame.buffer_size());
     (buf, palette, size)
 }

@@ -70,7 +70,11 @@ fn check(spec: &SceneSpec) -> Result<()> {
                 spec.frames
             ));
         }
-        if o.poses.iter().any(|p| !(p.scale > 0.0) || !p.x.is_finite()) || !(o.radius > 0.0) {
+        let good_pose = |p: &super::scene::Pose| {
+            p.scale.is_finite() && p.scale > 0.0 && p.x.is_finite() && p.y.is_finite()
+        };
+        let good_radius = o.radius.is_finite() && o.radius > 0.0;
+        if !(good_radius && o.poses.iter().all(good_pose)) {
             return fail(format!(
                 "object {}: radius or pose not positive/finite",
                 o.id
@@ -78,7 +82,7 @@ fn check(spec: &SceneSpec) -> Result<()> {
         }
     }
     if let BackgroundSpec::Texture { poses, .. } = &spec.background
-        && (poses.len() != spec.frames || poses.iter().any(|p| !(p.scale > 0.0)))
+        && (poses.len() != spec.frames || poses.iter().any(|p| p.scale.is_nan() || p.scale <= 0.0))
     {
         return fail(format!(
             "background: {} poses for {} frames",
