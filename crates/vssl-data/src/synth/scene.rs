@@ -240,6 +240,9 @@ fn sample_points(rng: &mut impl Rng, shape: &Shape, radius: f32, count: usize) -
     let mut pts = vec![[0.0, 0.0]];
     let margin = (0.15 * radius).max(3.0).min(0.5 * radius);
     let reach = radius * shape.max_radius();
+    if reach.is_nan() || reach <= 0.0 {
+        return pts;
+    }
     let mut tries = 0;
     while pts.len() < count && tries < 10_000 {
         tries += 1;
@@ -276,7 +279,8 @@ pub(crate) fn sample_scene(cfg: &SynthConfig, split: Split, rng: &mut impl Rng) 
     let bg_tex = TextureSpec {
         family: pick(rng, split.texture_families()),
         seed: rng.random(),
-        size: 256,
+        // one tile spans about the frame's long side (at 256² texel units), so it barely repeats
+        size: ((w.max(h) / unit) as usize).next_power_of_two().max(256),
         feature: rng.random_range(10.0..28.0),
         octaves: 4,
         detail: rng.random_range(6.0..14.0),
