@@ -1,6 +1,7 @@
 //! `vssl`: train, evaluate and benchmark video self-supervised models.
 
 mod bench;
+mod data;
 
 use std::path::PathBuf;
 
@@ -24,8 +25,11 @@ enum Cmd {
     Train,
     /// Evaluate a model by label propagation (not yet: lands with the evaluation issue).
     Eval,
-    /// Generate or inspect data (not yet: lands with the data issue).
-    Data,
+    /// Generate data: the synthetic benchmark in the DAVIS layout.
+    Data {
+        #[command(subcommand)]
+        which: data::DataCmd,
+    },
     /// Run a benchmark and write its JSON report under target/bench/.
     Bench {
         #[command(subcommand)]
@@ -70,7 +74,7 @@ fn main() -> Result<()> {
         Cmd::Eval => {
             bail!("`vssl eval` is not implemented yet: it lands with the evaluation issue")
         }
-        Cmd::Data => bail!("`vssl data` is not implemented yet: it lands with the data issue"),
+        Cmd::Data { which } => data::run(which),
         Cmd::Bench { which } => match which {
             BenchCmd::Core {
                 out,

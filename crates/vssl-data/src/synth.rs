@@ -1,1 +1,0 @@
-//! Not implemented yet (placeholder for the data issue).
