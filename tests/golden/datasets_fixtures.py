@@ -11,7 +11,7 @@ Writes into crates/vssl-data/tests/fixtures/datasets/:
 - pos_img.mat     : uncompressed MATLAB v5 (scipy savemat), pos_img 2x15x3 float64 with
   pos_img[c, j, t] = 1000*c + 10*j + t + 0.25, plus an int16 1x3 matrix `small` = [1, -2, 3],
   a cell array `notes` (the reader skips it) and a float32 scalar `scale` = 0.5 (1x1 single).
-- pos_img_z.mat   : the same with do_compression=True (the reader must refuse it by name).
+- pos_img_z.mat   : the same with do_compression=True (the reader inflates it).
 """
 import os
 

@@ -12,6 +12,7 @@
 //!   channel dropout.
 //! - [`track`]: patch-tracking geometry (centre → fixed-size box → affine crop parameters).
 //! - [`synth`]: the procedural video generator that is the project's embedded default data.
+//! - [`pairs`]: ContrastCorr training pairs (sample, decode, Lab, augment), skipping bad videos.
 //! - [`loader`]: a prefetching loader with worker threads and a bounded queue.
 //! - [`skip`]: bad inputs are skipped, counted and logged once, never fatal.
 //!
@@ -22,6 +23,7 @@ pub mod augment;
 pub mod dataset;
 pub mod frame;
 pub mod loader;
+pub mod pairs;
 pub mod rng;
 pub mod sample;
 pub mod skip;

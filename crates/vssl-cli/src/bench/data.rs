@@ -13,8 +13,13 @@
 //!   `INTER_LINEAR`, float conversion) on the same clip, run by `python3` from `PATH`; skipped with
 //!   a note unless `python3 -c 'import av, cv2'` works (`pip install av opencv-python-headless`).
 //!
+//! - `generator`: the synthetic generator (`medium` preset, 256², 48-frame clips, eval split),
+//!   frames/s;
+//! - `loader`: the training input path at batch 16 with 2 loader workers: a pool of 8 synthetic
+//!   clips held in memory, per sample a frame pair as the reference draws it, 8-bit Lab, the
+//!   warm-up augmentation (rotation, scale, 256² crops, flip), `(lab − 128)/128` tensors; batches/s.
+//!
 //! Target (from the issue): `video_decode` frames/s ≥ 1.0x `pyav_opencv` frames/s.
-//! The generator and loader configurations come with the generator and the loader.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -23,10 +28,15 @@ use anyhow::{Context, Result, bail};
 use candle_core::{Device, Tensor};
 use rayon::prelude::*;
 use serde_json::{Value, json};
+use std::sync::Arc;
+use vssl_data::augment::{WarmupPipeline, lab_frame_to_tensor, rgb_to_lab_frame};
 use vssl_data::frame::Frame;
+use vssl_data::loader::{Loader, MakeFn};
+use vssl_data::sample::pair_indices;
 use vssl_data::source::FrameSource;
 use vssl_data::source::folder::FolderSource;
 use vssl_data::source::video::VideoSource;
+use vssl_data::synth::{Preset, Split, generate_clip};
 
 use super::{median, out_path, peak_rss_bytes, provenance, run_child, time_runs, write_json};
 
@@ -49,6 +59,15 @@ const CONFIGS: &[(&str, &str)] = &[
         "jpeg_folder",
         "vssl FolderSource: DAVIS-2016 val blackswan, car-shadow, dog 854x480 JPEG -> 256x256 \
          (bilinear) -> f32 [3,256,256]/255",
+    ),
+    (
+        "generator",
+        "vssl synth::generate_clip, medium preset, 256x256, 48 frames, eval split: 4 clips",
+    ),
+    (
+        "loader",
+        "vssl Loader, 2 workers, batch 16: synthetic clip pool -> pair -> Lab -> warm-up \
+         augmentation -> [3,256,256] tensors; 20 batches",
     ),
     (
         "pyav_opencv",
@@ -198,11 +217,70 @@ fn child(config: &str, repeats: usize) -> Result<Value> {
             );
             t
         }
+        "generator" => {
+            let cfg = Preset::Medium.config();
+            let clips = 4u64;
+            let generate = || -> Result<usize> {
+                let mut n = 0;
+                for i in 0..clips {
+                    n += generate_clip(&cfg, Split::Eval, 7, i)?.frames.len();
+                }
+                Ok(n)
+            };
+            let frames = generate()?;
+            let runs = time_runs(repeats, || {
+                generate()?;
+                Ok(())
+            })?;
+            timing(&runs, frames)
+        }
+        "loader" => {
+            let batches = 20usize;
+            let batch = 16usize;
+            let loader = training_loader(batch)?;
+            let run_epoch = |epoch: u64| -> Result<()> {
+                for b in loader.epoch(epoch).take(batches) {
+                    std::hint::black_box(b?);
+                }
+                Ok(())
+            };
+            let mut epoch = 0u64;
+            let runs = time_runs(repeats, || {
+                epoch += 1;
+                run_epoch(epoch)
+            })?;
+            let mut t = timing(&runs, batches * batch * 2);
+            let m = median(&runs);
+            t["batches"] = json!(batches);
+            t["batch_size"] = json!(batch);
+            t["workers"] = json!(2);
+            t["batches_per_second"] = json!(batches as f64 / m);
+            t
+        }
         "pyav_opencv" => return pyav(repeats),
         other => bail!("unknown data benchmark {other:?}"),
     };
     r["name"] = json!(config);
     Ok(r)
+}
+
+/// The warm-up training input path over a pool of synthetic clips, 2 workers.
+fn training_loader(batch: usize) -> Result<Loader<(Tensor, Tensor)>> {
+    let cfg = Preset::Medium.config();
+    let pool: Vec<Vec<Frame>> = (0..8u64)
+        .into_par_iter()
+        .map(|i| Ok(generate_clip(&cfg, Split::Train, 11, i)?.frames))
+        .collect::<vssl_data::Result<_>>()?;
+    let pool = Arc::new(pool);
+    let pipeline = WarmupPipeline::default();
+    let make: MakeFn<(Tensor, Tensor)> = Arc::new(move |_epoch, index, rng| {
+        let clip = &pool[index % pool.len()];
+        let (i0, i1) = pair_indices(clip.len(), rng)?;
+        let (r, t) = (rgb_to_lab_frame(&clip[i0])?, rgb_to_lab_frame(&clip[i1])?);
+        let (r, t) = pipeline.apply(&r, &t, rng)?;
+        Ok((lab_frame_to_tensor(&r)?, lab_frame_to_tensor(&t)?))
+    });
+    Ok(Loader::new(10_000, batch, 2, 4, 3, make)?)
 }
 
 /// The PyAV + OpenCV baseline, when `python3` can import `av` and `cv2`.
@@ -285,6 +363,13 @@ pub fn run(child_config: Option<String>, out: Option<PathBuf>, repeats: usize) -
             .find(|r| r["name"] == name)
             .and_then(|r| r["frames_per_second"].as_f64())
     };
+    let batches_per_second = results
+        .iter()
+        .find(|r| r["name"] == "loader")
+        .and_then(|r| r["batches_per_second"].as_f64());
+    if let Some(bps) = batches_per_second {
+        eprintln!("  loader: {bps:.1} batches/s of 16 pairs");
+    }
     let targets = match (fps("video_decode"), fps("pyav_opencv")) {
         (Some(ours), Some(theirs)) => {
             let ratio = ours / theirs;
@@ -309,7 +394,6 @@ pub fn run(child_config: Option<String>, out: Option<PathBuf>, repeats: usize) -
         "repeats": repeats,
         "results": results,
         "targets": targets,
-        "note": "generator and loader configurations come with the generator and loader",
     });
     let path = out_path(out, "data");
     write_json(&path, &report)?;

@@ -5,7 +5,7 @@
 //!
 //! The released files are "MATLAB 5.0 MAT-file"s from 2013; whether a given copy is stored with
 //! `miCOMPRESSED` elements could not be checked here (JHMDB is not available to this project).
-//! [`super::mat`] reads uncompressed files and reports compressed ones by name.
+//! [`super::mat`] reads them, compressed (MATLAB -v7) or not.
 
 use std::path::{Path, PathBuf};
 
@@ -32,7 +32,7 @@ pub struct JhmdbVideo {
 impl JhmdbVideo {
     /// The joints of every annotated frame: `joints[t][j] = [x, y]` (`pos_img(:, j, t)`).
     ///
-    /// Errors when the file is missing, unreadable, compressed, has no `pos_img`, or its shape
+    /// Errors when the file is missing, unreadable, has no `pos_img`, or its shape
     /// is not 2 × J × T.
     pub fn joints(&self) -> Result<Vec<Vec<[f32; 2]>>> {
         let a = read_mat_array(&self.joints_path, "pos_img")?;

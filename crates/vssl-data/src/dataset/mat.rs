@@ -9,8 +9,8 @@
 //! an element whose tag's high 16 bits are non-zero is a "small" element with its data packed
 //! into the tag.
 //!
-//! Not supported: `miCOMPRESSED` (the zlib-compressed `-v7` default; no zlib implementation is
-//! available to this crate, so such a file gives an error saying it is compressed), `-v7.3`
+//! `miCOMPRESSED` elements (the zlib-compressed `-v7` default) are inflated (flate2, already a
+//! dependency of the `png` crate) and read like the elements they hold. Not supported: `-v7.3`
 //! (HDF5) files, and non-numeric classes (cells, structs, chars, sparse), which are skipped.
 
 use std::path::Path;
@@ -184,9 +184,8 @@ fn parse_matrix(data: &[u8], big: bool) -> std::result::Result<Option<MatArray>,
 /// Every numeric variable of the MATLAB v5 file `path`, in file order (other variables are
 /// skipped).
 ///
-/// Errors (naming the file) when it is not a v5 MAT-file, is truncated, or holds a compressed
-/// (`miCOMPRESSED`) element, which this reader cannot inflate: re-save it uncompressed (MATLAB
-/// `save -v6`, scipy `savemat(..., do_compression=False)`).
+/// Compressed (`miCOMPRESSED`) variables are inflated. Errors (naming the file) when it is not
+/// a v5 MAT-file, is truncated, or holds a compressed element that does not inflate.
 pub fn read_mat_arrays(path: impl AsRef<Path>) -> Result<Vec<MatArray>> {
     let path = path.as_ref();
     let bytes = std::fs::read(path).map_err(|e| Error::file(path, format!("cannot read: {e}")))?;
@@ -205,12 +204,25 @@ fn parse_mat(bytes: &[u8]) -> std::result::Result<Vec<MatArray>, String> {
         b"MI" => true,
         _ => return Err("not a MATLAB v5 file: no endian indicator at byte 126".into()),
     };
+    let mut out = Vec::new();
+    parse_elements(bytes, 128, big, &mut out, 0)?;
+    Ok(out)
+}
+
+/// Reads the top-level elements of `bytes` from `start`, appending numeric variables to `out`.
+/// A compressed element is inflated and read the same way (`depth` guards against nesting).
+fn parse_elements(
+    bytes: &[u8],
+    start: usize,
+    big: bool,
+    out: &mut Vec<MatArray>,
+    depth: usize,
+) -> std::result::Result<(), String> {
     let mut c = Cursor {
         bytes,
-        pos: 128,
+        pos: start,
         big,
     };
-    let mut out = Vec::new();
     while c.pos < bytes.len() {
         let at = c.pos;
         let (ty, data) = c
@@ -222,17 +234,23 @@ fn parse_mat(bytes: &[u8]) -> std::result::Result<Vec<MatArray>, String> {
                     out.push(a);
                 }
             }
+            MI_COMPRESSED if depth == 0 => {
+                let mut inflated = Vec::new();
+                std::io::Read::read_to_end(
+                    &mut flate2::read::ZlibDecoder::new(data),
+                    &mut inflated,
+                )
+                .map_err(|e| format!("compressed variable at byte {at} does not inflate: {e}"))?;
+                parse_elements(&inflated, 0, big, out, depth + 1)
+                    .map_err(|m| format!("in the compressed variable at byte {at}: {m}"))?;
+            }
             MI_COMPRESSED => {
-                return Err(format!(
-                    "compressed variable (miCOMPRESSED, MATLAB -v7 default) at byte {at}: this \
-                     reader has no zlib; re-save the file uncompressed (-v6, or scipy \
-                     savemat(do_compression=False))"
-                ));
+                return Err(format!("nested compressed element at byte {at}"));
             }
             _ => {} // other top-level elements are not variables
         }
     }
-    Ok(out)
+    Ok(())
 }
 
 /// The numeric variable `name` of the MATLAB v5 file `path`; errors when it is absent.
