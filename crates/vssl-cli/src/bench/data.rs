@@ -38,7 +38,9 @@ use vssl_data::source::folder::FolderSource;
 use vssl_data::source::video::VideoSource;
 use vssl_data::synth::{Preset, Split, generate_clip};
 
-use super::{median, out_path, peak_rss_bytes, provenance, run_child, time_runs, write_json};
+use super::{
+    last_json_line, median, out_path, peak_rss_bytes, provenance, run_child, time_runs, write_json,
+};
 
 /// Output side of every configuration.
 const SIZE: u32 = 256;
@@ -317,13 +319,7 @@ fn pyav(repeats: usize) -> Result<Value> {
             String::from_utf8_lossy(&out.stderr)
         );
     }
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let line = stdout
-        .lines()
-        .rev()
-        .find(|l| l.trim_start().starts_with('{'))
-        .with_context(|| format!("pyav_decode.py printed no JSON: {stdout}"))?;
-    let mut r: Value = serde_json::from_str(line)?;
+    let mut r = last_json_line(&out.stdout, "pyav_decode.py")?;
     let frames = r["frames"].as_f64().unwrap_or(f64::NAN);
     let secs = r["seconds_median"].as_f64().unwrap_or(f64::NAN);
     r["frames_per_second"] = json!(frames / secs);

@@ -166,13 +166,18 @@ pub fn run_child(bench: &str, config: &str, extra: &[String]) -> Result<Value> {
             String::from_utf8_lossy(&out.stderr)
         );
     }
-    let stdout = String::from_utf8_lossy(&out.stdout);
+    last_json_line(&out.stdout, &format!("benchmark {bench}/{config}"))
+}
+
+/// The last line of `stdout` that holds a JSON object (what a child process reports).
+pub fn last_json_line(stdout: &[u8], what: &str) -> Result<Value> {
+    let stdout = String::from_utf8_lossy(stdout);
     let line = stdout
         .lines()
         .rev()
         .find(|l| l.trim_start().starts_with('{'))
-        .with_context(|| format!("benchmark {bench}/{config} printed no JSON: {stdout}"))?;
-    serde_json::from_str(line).with_context(|| format!("bad JSON from {bench}/{config}: {line}"))
+        .with_context(|| format!("{what} printed no JSON: {stdout}"))?;
+    serde_json::from_str(line).with_context(|| format!("bad JSON from {what}: {line}"))
 }
 
 /// Writes `value` as pretty JSON to `path`, atomically (temporary file, then rename).
