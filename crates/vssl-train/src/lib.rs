@@ -1,6 +1,12 @@
 //! # vssl-train
 //!
-//! Method steps (ContrastCorr first), optimizers with savable state (Adam, AdamW, SGD with
-//! momentum, LARS), schedules, checkpoints and resume, the metrics log and progress display.
-//!
-//! Not implemented yet: this crate is a placeholder until its issue lands.
+//! Method steps, read top to bottom in one file each: [`contrastcorr`] (ContrastCorr, with the
+//! UVC and colourisation presets of the same step). Optimizers, schedules, checkpoints and the
+//! training loop follow in later issues.
+
+pub mod contrastcorr;
+
+pub use contrastcorr::{
+    ColourSpace, ContrastCorrStep, Method, PairBatch, Phase, StepConfig, StepOptions, StepOutput,
+    TermToggles,
+};

@@ -1,0 +1,215 @@
+//! The frozen Lab colour autoencoder of UVC (Li et al., "Joint-task Self-supervised Learning for
+//! Temporal Correspondence", NeurIPS 2019) that ContrastCorr reuses: `encoder3(reduce=True)` and
+//! `decoder3(reduce=True)` of UVC's `libs/autoencoder.py`, a VGG-style pair with reflection padding.
+//!
+//! - [`LabEncoder`]: 1×1 conv 3→3, then 3×3 convs a, a, max-pool, b, b, max-pool, c (each 3×3 conv
+//!   after a 1-pixel reflection pad and followed by ReLU), then `downsample` = max-pool, 1×1 conv
+//!   c→c, ReLU. Normalised Lab `[B, 3, H, W]` in, `[B, c, H/8, W/8]` out.
+//! - [`LabDecoder`]: `upsample` = nearest ×2, 1×1 conv c→c, ReLU; then 3×3 convs c→b, nearest ×2,
+//!   b→b, b→a, nearest ×2, a→a, a→3 (reflection padded, ReLU between) and `tanh`: back to a
+//!   normalised Lab image at 8× the input's resolution.
+//!
+//! The published weights have widths `(a, b, c) = (64, 128, 256)` ([`AutoencoderWidths::default`]);
+//! tests use narrower random ones. Variables are named as in the PyTorch state dicts: `conv1` …
+//! `conv6`, `downsample.1` (encoder) and `upsample.1`, `conv7` … `conv11` (decoder). Both halves
+//! are built from loaded tensors and are therefore constants: no gradient reaches their weights,
+//! while gradients do flow through the decoder to its input (the copied features).
+
+use candle_core::{DType, Device, Module, Tensor};
+use candle_nn::{Conv2d, Conv2dConfig, VarBuilder};
+use serde::{Deserialize, Serialize};
+use vssl_core::ops::pad::reflection_pad2d;
+use vssl_core::{Error, Result};
+
+/// Tensors by name, as read from a weights file.
+pub type TensorMap = std::collections::BTreeMap<String, Tensor>;
+
+/// Channel widths `(a, b, c)` of the autoencoder's three scales.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AutoencoderWidths {
+    /// Channels at full resolution.
+    pub a: usize,
+    /// Channels at stride 2.
+    pub b: usize,
+    /// Channels at strides 4 and 8 (the colour features that get copied).
+    pub c: usize,
+}
+
+impl Default for AutoencoderWidths {
+    fn default() -> Self {
+        Self {
+            a: 64,
+            b: 128,
+            c: 256,
+        }
+    }
+}
+
+fn conv(vb: &VarBuilder, name: &str, cin: usize, cout: usize, k: usize) -> Result<Conv2d> {
+    let vb = vb.pp(name);
+    let weight = vb.get((cout, cin, k, k), "weight")?;
+    let bias = vb.get(cout, "bias")?;
+    Ok(Conv2d::new(weight, Some(bias), Conv2dConfig::default()))
+}
+
+/// A reflection-padded 3×3 convolution (`ReflectionPad2d(1)` + `Conv2d(k=3, padding=0)`).
+fn padded(c: &Conv2d, x: &Tensor) -> Result<Tensor> {
+    Ok(c.forward(&reflection_pad2d(x, (1, 1, 1, 1))?)?)
+}
+
+fn up2(x: &Tensor) -> Result<Tensor> {
+    let (_, _, h, w) = x.dims4()?;
+    Ok(x.upsample_nearest2d(2 * h, 2 * w)?)
+}
+
+/// The encoder half (`encoder3(reduce=True)`).
+#[derive(Debug, Clone)]
+pub struct LabEncoder {
+    convs: [Conv2d; 6],
+    reduce: Conv2d,
+    widths: AutoencoderWidths,
+}
+
+impl LabEncoder {
+    /// Reads the encoder's tensors from `vb` (names `conv1` … `conv6`, `downsample.1`).
+    ///
+    /// # Errors
+    /// candle's error naming the tensor when one is missing or has the wrong shape.
+    pub fn new(widths: AutoencoderWidths, vb: VarBuilder) -> Result<Self> {
+        let AutoencoderWidths { a, b, c } = widths;
+        Ok(Self {
+            convs: [
+                conv(&vb, "conv1", 3, 3, 1)?,
+                conv(&vb, "conv2", 3, a, 3)?,
+                conv(&vb, "conv3", a, a, 3)?,
+                conv(&vb, "conv4", a, b, 3)?,
+                conv(&vb, "conv5", b, b, 3)?,
+                conv(&vb, "conv6", b, c, 3)?,
+            ],
+            reduce: conv(&vb, "downsample.1", c, c, 1)?,
+            widths,
+        })
+    }
+
+    /// The widths the encoder was built with.
+    pub fn widths(&self) -> AutoencoderWidths {
+        self.widths
+    }
+
+    /// Colour features of a normalised Lab image `[B, 3, H, W]` (H, W multiples of 8):
+    /// `[B, c, H/8, W/8]`, post-ReLU.
+    ///
+    /// # Errors
+    /// [`Error::Op`] (`LabEncoder`) when `x` is not `[B, 3, H, W]` with `H` and `W` multiples of 8.
+    pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        let dims = x.dims();
+        if dims.len() != 4 || dims[1] != 3 || dims[2] % 8 != 0 || dims[3] % 8 != 0 || dims[2] == 0
+        {
+            return Err(Error::op(
+                "LabEncoder",
+                format!("input must be [B, 3, H, W] with H, W positive multiples of 8, got {dims:?}"),
+            ));
+        }
+        let [c1, c2, c3, c4, c5, c6] = &self.convs;
+        let y = c1.forward(x)?;
+        let y = padded(c2, &y)?.relu()?;
+        let y = padded(c3, &y)?.relu()?.max_pool2d(2)?;
+        let y = padded(c4, &y)?.relu()?;
+        let y = padded(c5, &y)?.relu()?.max_pool2d(2)?;
+        let y = padded(c6, &y)?.relu()?.max_pool2d(2)?;
+        Ok(self.reduce.forward(&y)?.relu()?)
+    }
+}
+
+/// The decoder half (`decoder3(reduce=True)`).
+#[derive(Debug, Clone)]
+pub struct LabDecoder {
+    expand: Conv2d,
+    convs: [Conv2d; 5],
+    widths: AutoencoderWidths,
+}
+
+impl LabDecoder {
+    /// Reads the decoder's tensors from `vb` (names `upsample.1`, `conv7` … `conv11`).
+    ///
+    /// # Errors
+    /// candle's error naming the tensor when one is missing or has the wrong shape.
+    pub fn new(widths: AutoencoderWidths, vb: VarBuilder) -> Result<Self> {
+        let AutoencoderWidths { a, b, c } = widths;
+        Ok(Self {
+            expand: conv(&vb, "upsample.1", c, c, 1)?,
+            convs: [
+                conv(&vb, "conv7", c, b, 3)?,
+                conv(&vb, "conv8", b, b, 3)?,
+                conv(&vb, "conv9", b, a, 3)?,
+                conv(&vb, "conv10", a, a, 3)?,
+                conv(&vb, "conv11", a, 3, 3)?,
+            ],
+            widths,
+        })
+    }
+
+    /// The widths the decoder was built with.
+    pub fn widths(&self) -> AutoencoderWidths {
+        self.widths
+    }
+
+    /// A normalised Lab image `[B, 3, 8h, 8w]` in `(−1, 1)` from colour features `[B, c, h, w]`.
+    /// Differentiable with respect to `x`.
+    ///
+    /// # Errors
+    /// [`Error::Op`] (`LabDecoder`) when `x` is not `[B, c, h, w]` with the decoder's `c`.
+    pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        let dims = x.dims();
+        if dims.len() != 4 || dims[1] != self.widths.c {
+            return Err(Error::op(
+                "LabDecoder",
+                format!(
+                    "input must be [B, {}, h, w], got {dims:?}",
+                    self.widths.c
+                ),
+            ));
+        }
+        let [c7, c8, c9, c10, c11] = &self.convs;
+        let y = self.expand.forward(&up2(x)?)?.relu()?;
+        let y = padded(c7, &y)?.relu()?;
+        let y = padded(c8, &up2(&y)?)?.relu()?;
+        let y = padded(c9, &y)?.relu()?;
+        let y = padded(c10, &up2(&y)?)?.relu()?;
+        Ok(padded(c11, &y)?.tanh()?)
+    }
+}
+
+/// The frozen autoencoder: both halves.
+#[derive(Debug, Clone)]
+pub struct Autoencoder {
+    /// The encoder half.
+    pub encoder: LabEncoder,
+    /// The decoder half.
+    pub decoder: LabDecoder,
+}
+
+impl Autoencoder {
+    /// Builds both halves from tensor maps (encoder names without prefix, decoder names without
+    /// prefix), on the maps' device, as `f32` constants: every tensor is detached, so no gradient
+    /// can reach the autoencoder's weights even if the maps hold variables.
+    ///
+    /// # Errors
+    /// As [`LabEncoder::new`] and [`LabDecoder::new`].
+    pub fn from_tensors(
+        widths: AutoencoderWidths,
+        encoder: TensorMap,
+        decoder: TensorMap,
+        device: &Device,
+    ) -> Result<Self> {
+        let frozen = |m: TensorMap| -> std::collections::HashMap<String, Tensor> {
+            m.into_iter().map(|(k, v)| (k, v.detach())).collect()
+        };
+        let enc = VarBuilder::from_tensors(frozen(encoder), DType::F32, device);
+        let dec = VarBuilder::from_tensors(frozen(decoder), DType::F32, device);
+        Ok(Self {
+            encoder: LabEncoder::new(widths, enc)?,
+            decoder: LabDecoder::new(widths, dec)?,
+        })
+    }
+}

@@ -1,0 +1,380 @@
+//! ResNet-18/34/50 encoders with torchvision's state-dict names (He et al., "Deep Residual Learning
+//! for Image Recognition", CVPR 2016; the layout of `torchvision.models.resnet`, v1.5: the stride of
+//! a bottleneck sits on its 3×3 convolution).
+//!
+//! Variables are named exactly as torchvision names them (`conv1.weight`, `bn1.running_mean`,
+//! `layer1.0.conv1.weight`, `layer2.0.downsample.0.weight`, `layer2.0.downsample.1.bias`, …), so
+//! torchvision and timm weights load through [`crate::weights`] and our weights load back into
+//! torchvision. There is no average pool and no classifier: the output is the feature map of the
+//! last stage used, as correspondence learning needs it.
+//!
+//! What can be configured, with presets for the variants of the field:
+//! - the depth ([`Depth`]);
+//! - a width multiplier (stage `c` gets `max(1, round(c · width))` channels), for small models on
+//!   CPU and for small test fixtures;
+//! - the stride of every stage and how many stages are used: [`ResNetConfig::contrastcorr`]
+//!   (ContrastCorr/UVC: `layer3` and `layer4` at stride 1, 512 channels at stride 8) and
+//!   [`ResNetConfig::crw`] (CRW, Jabri et al. 2020: `layer4` removed, `layer3` at stride 1, 256
+//!   channels at stride 8), [`ResNetConfig::torchvision`] (strides 1, 2, 2, 2: stride 32).
+//!
+//! BatchNorm runs in train mode (batch statistics, running statistics updated with momentum 0.1
+//! and the unbiased variance, as PyTorch) or eval mode (running statistics), chosen per call.
+//! Initialisation is torchvision's: Kaiming-normal weights (`fan_out`, ReLU gain) for every
+//! convolution, BatchNorm weight 1 and bias 0.
+
+use candle_core::{Module, Tensor};
+use candle_nn::{BatchNorm, BatchNormConfig, Conv2d, Conv2dConfig, Init, VarBuilder};
+use serde::{Deserialize, Serialize};
+use vssl_core::ops::pool::max_pool2d;
+use vssl_core::{Error, Result};
+
+const OP: &str = "ResNet";
+
+/// Which ResNet: the block type and the number of blocks per stage.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Depth {
+    /// ResNet-18: basic blocks, `[2, 2, 2, 2]`.
+    R18,
+    /// ResNet-34: basic blocks, `[3, 4, 6, 3]`.
+    R34,
+    /// ResNet-50: bottleneck blocks (expansion 4), `[3, 4, 6, 3]`.
+    R50,
+}
+
+impl Depth {
+    /// Blocks per stage.
+    pub fn blocks(self) -> [usize; 4] {
+        match self {
+            Depth::R18 => [2, 2, 2, 2],
+            Depth::R34 | Depth::R50 => [3, 4, 6, 3],
+        }
+    }
+
+    /// Output channels of a block relative to its `planes` (1 for basic blocks, 4 for
+    /// bottlenecks).
+    pub fn expansion(self) -> usize {
+        match self {
+            Depth::R18 | Depth::R34 => 1,
+            Depth::R50 => 4,
+        }
+    }
+}
+
+/// The shape of a ResNet encoder. `Default` is ContrastCorr's ResNet-18.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ResNetConfig {
+    /// Depth and block type. ContrastCorr uses ResNet-18; ResNet-50 is the usual larger choice.
+    pub depth: Depth,
+    /// Channel multiplier: a stage of base width `c` (64, 128, 256, 512 planes; 64 for the stem)
+    /// gets `max(1, round(c · width))`. 1.0 is the standard network; use e.g. 0.25 for fast CPU
+    /// experiments.
+    pub width: f64,
+    /// Stride of each stage used, `layer1` first; its length (1 to 4) is the number of stages
+    /// kept. `[1, 2, 1, 1]` is ContrastCorr/UVC (stride 8 overall), `[1, 2, 1]` CRW, and
+    /// `[1, 2, 2, 2]` torchvision (stride 32).
+    pub strides: Vec<usize>,
+}
+
+impl Default for ResNetConfig {
+    fn default() -> Self {
+        Self::contrastcorr(Depth::R18)
+    }
+}
+
+impl ResNetConfig {
+    /// ContrastCorr/UVC: all four stages, `layer3` and `layer4` at stride 1 (512 channels at
+    /// stride 8 for ResNet-18).
+    pub fn contrastcorr(depth: Depth) -> Self {
+        Self {
+            depth,
+            width: 1.0,
+            strides: vec![1, 2, 1, 1],
+        }
+    }
+
+    /// CRW: `layer4` removed, `layer3` at stride 1 (256 channels at stride 8 for ResNet-18).
+    pub fn crw(depth: Depth) -> Self {
+        Self {
+            depth,
+            width: 1.0,
+            strides: vec![1, 2, 1],
+        }
+    }
+
+    /// torchvision's classification backbone: strides 1, 2, 2, 2 (stride 32).
+    pub fn torchvision(depth: Depth) -> Self {
+        Self {
+            depth,
+            width: 1.0,
+            strides: vec![1, 2, 2, 2],
+        }
+    }
+
+    /// The same configuration with another width multiplier.
+    pub fn with_width(mut self, width: f64) -> Self {
+        self.width = width;
+        self
+    }
+
+    /// Channels of a stage of base width `c` under the width multiplier.
+    pub fn channels(&self, c: usize) -> usize {
+        ((c as f64 * self.width).round() as usize).max(1)
+    }
+
+    /// Number of output channels of the encoder.
+    pub fn out_channels(&self) -> usize {
+        let planes = [64, 128, 256, 512];
+        let last = self.strides.len().clamp(1, 4) - 1;
+        self.channels(planes[last]) * self.depth.expansion()
+    }
+
+    /// Overall stride of the output relative to the input (4 from the stem times the stage
+    /// strides).
+    pub fn output_stride(&self) -> usize {
+        4 * self.strides.iter().product::<usize>()
+    }
+
+    fn validate(&self) -> Result<()> {
+        if self.strides.is_empty() || self.strides.len() > 4 {
+            return Err(Error::op(
+                OP,
+                format!(
+                    "strides must list 1 to 4 stages, got {:?}",
+                    self.strides
+                ),
+            ));
+        }
+        if self.strides.iter().any(|&s| s == 0) {
+            return Err(Error::op(
+                OP,
+                format!("strides must be positive, got {:?}", self.strides),
+            ));
+        }
+        if !(self.width.is_finite() && self.width > 0.0) {
+            return Err(Error::op(
+                OP,
+                format!("width must be a positive number, got {}", self.width),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// A convolution without bias, initialised as torchvision does (Kaiming normal, `fan_out`, ReLU).
+fn conv(
+    vb: VarBuilder,
+    cin: usize,
+    cout: usize,
+    k: usize,
+    stride: usize,
+    padding: usize,
+) -> Result<Conv2d> {
+    let fan_out = (cout * k * k) as f64;
+    let init = Init::Randn {
+        mean: 0.0,
+        stdev: (2.0 / fan_out).sqrt(),
+    };
+    let weight = vb.get_with_hints((cout, cin, k, k), "weight", init)?;
+    let cfg = Conv2dConfig {
+        padding,
+        stride,
+        dilation: 1,
+        groups: 1,
+        cudnn_fwd_algo: None,
+    };
+    Ok(Conv2d::new(weight, None, cfg))
+}
+
+fn bn(vb: VarBuilder, c: usize) -> Result<BatchNorm> {
+    let cfg = BatchNormConfig {
+        eps: 1e-5,
+        remove_mean: true,
+        affine: true,
+        momentum: 0.1,
+    };
+    Ok(candle_nn::batch_norm(c, cfg, vb)?)
+}
+
+/// The projection shortcut: 1×1 convolution (stride `s`) + BatchNorm (`downsample.0`,
+/// `downsample.1`).
+#[derive(Debug, Clone)]
+struct Downsample {
+    conv: Conv2d,
+    bn: BatchNorm,
+}
+
+impl Downsample {
+    fn new(vb: VarBuilder, cin: usize, cout: usize, stride: usize) -> Result<Self> {
+        Ok(Self {
+            conv: conv(vb.pp("0"), cin, cout, 1, stride, 0)?,
+            bn: bn(vb.pp("1"), cout)?,
+        })
+    }
+
+    fn forward_t(&self, x: &Tensor, train: bool) -> Result<Tensor> {
+        Ok(self.conv.forward(x)?.apply_t(&self.bn, train)?)
+    }
+}
+
+/// A residual block: basic (two 3×3 convolutions) or bottleneck (1×1, 3×3 with the stride, 1×1).
+#[derive(Debug, Clone)]
+struct Block {
+    convs: Vec<(Conv2d, BatchNorm)>,
+    downsample: Option<Downsample>,
+}
+
+impl Block {
+    fn new(
+        vb: VarBuilder,
+        depth: Depth,
+        cin: usize,
+        planes: usize,
+        stride: usize,
+    ) -> Result<Self> {
+        let cout = planes * depth.expansion();
+        let convs = match depth {
+            Depth::R18 | Depth::R34 => vec![
+                (
+                    conv(vb.pp("conv1"), cin, planes, 3, stride, 1)?,
+                    bn(vb.pp("bn1"), planes)?,
+                ),
+                (
+                    conv(vb.pp("conv2"), planes, planes, 3, 1, 1)?,
+                    bn(vb.pp("bn2"), planes)?,
+                ),
+            ],
+            Depth::R50 => vec![
+                (
+                    conv(vb.pp("conv1"), cin, planes, 1, 1, 0)?,
+                    bn(vb.pp("bn1"), planes)?,
+                ),
+                (
+                    conv(vb.pp("conv2"), planes, planes, 3, stride, 1)?,
+                    bn(vb.pp("bn2"), planes)?,
+                ),
+                (
+                    conv(vb.pp("conv3"), planes, cout, 1, 1, 0)?,
+                    bn(vb.pp("bn3"), cout)?,
+                ),
+            ],
+        };
+        let downsample = if stride != 1 || cin != cout {
+            Some(Downsample::new(vb.pp("downsample"), cin, cout, stride)?)
+        } else {
+            None
+        };
+        Ok(Self { convs, downsample })
+    }
+
+    fn forward_t(&self, x: &Tensor, train: bool) -> Result<Tensor> {
+        let mut y = x.clone();
+        let last = self.convs.len() - 1;
+        for (i, (c, b)) in self.convs.iter().enumerate() {
+            y = c.forward(&y)?.apply_t(b, train)?;
+            if i != last {
+                y = y.relu()?;
+            }
+        }
+        let identity = match &self.downsample {
+            Some(d) => d.forward_t(x, train)?,
+            None => x.clone(),
+        };
+        Ok((y + identity)?.relu()?)
+    }
+}
+
+/// A ResNet encoder (see the module docs).
+#[derive(Debug, Clone)]
+pub struct ResNet {
+    cfg: ResNetConfig,
+    conv1: Conv2d,
+    bn1: BatchNorm,
+    layers: Vec<Vec<Block>>,
+}
+
+impl ResNet {
+    /// Builds the network, creating (or reading) its variables under torchvision's names in `vb`.
+    ///
+    /// With a `VarBuilder` over a [`candle_nn::VarMap`] the variables are created with
+    /// torchvision's initialisation and are trainable; with one over loaded tensors
+    /// (`VarBuilder::from_tensors`) the network is frozen.
+    ///
+    /// # Errors
+    /// [`Error::Op`] (`ResNet`) for an invalid configuration (no stage or more than four, a zero
+    /// stride, a non-positive width); candle's error when `vb` holds a tensor of the wrong shape.
+    pub fn new(cfg: &ResNetConfig, vb: VarBuilder) -> Result<Self> {
+        cfg.validate()?;
+        let stem = cfg.channels(64);
+        let conv1 = conv(vb.pp("conv1"), 3, stem, 7, 2, 3)?;
+        let bn1 = bn(vb.pp("bn1"), stem)?;
+        let base = [64, 128, 256, 512];
+        let blocks = cfg.depth.blocks();
+        let mut cin = stem;
+        let mut layers = Vec::with_capacity(cfg.strides.len());
+        for (i, &stride) in cfg.strides.iter().enumerate() {
+            let planes = cfg.channels(base[i]);
+            let vbl = vb.pp(format!("layer{}", i + 1));
+            let mut stage = Vec::with_capacity(blocks[i]);
+            for j in 0..blocks[i] {
+                let s = if j == 0 { stride } else { 1 };
+                stage.push(Block::new(vbl.pp(j.to_string()), cfg.depth, cin, planes, s)?);
+                cin = planes * cfg.depth.expansion();
+            }
+            layers.push(stage);
+        }
+        Ok(Self {
+            cfg: cfg.clone(),
+            conv1,
+            bn1,
+            layers,
+        })
+    }
+
+    /// The configuration the network was built with.
+    pub fn config(&self) -> &ResNetConfig {
+        &self.cfg
+    }
+
+    /// Number of output channels.
+    pub fn out_channels(&self) -> usize {
+        self.cfg.out_channels()
+    }
+
+    /// Overall output stride.
+    pub fn output_stride(&self) -> usize {
+        self.cfg.output_stride()
+    }
+
+    /// Features of `x` (`[B, 3, H, W]`, `f32`): `[B, C, ⌈…⌉, ⌈…⌉]`, post-ReLU. `train` selects
+    /// BatchNorm's mode: batch statistics and a running-statistics update (`true`), or the running
+    /// statistics (`false`).
+    ///
+    /// # Errors
+    /// [`Error::Op`] (`ResNet`) when `x` is not `[B, 3, H, W]` with `B ≥ 1`; candle's errors
+    /// otherwise (e.g. a batch of one pixel in train mode).
+    pub fn forward_t(&self, x: &Tensor, train: bool) -> Result<Tensor> {
+        let dims = x.dims();
+        if dims.len() != 4 || dims[1] != 3 || dims[0] == 0 {
+            return Err(Error::op(
+                OP,
+                format!("input must be [B, 3, H, W] with B ≥ 1, got {dims:?}"),
+            ));
+        }
+        let mut y = self.conv1.forward(x)?.apply_t(&self.bn1, train)?.relu()?;
+        y = max_pool2d(&y, (3, 3), (2, 2), (1, 1))?;
+        for stage in &self.layers {
+            for block in stage {
+                y = block.forward_t(&y, train)?;
+            }
+        }
+        Ok(y)
+    }
+}
+
+/// Whether a variable of a ResNet's `VarMap` is trained by gradient (weights and biases) rather
+/// than updated in the forward pass (BatchNorm's `running_mean` / `running_var`).
+pub fn is_trainable(name: &str) -> bool {
+    !(name.ends_with("running_mean") || name.ends_with("running_var"))
+}

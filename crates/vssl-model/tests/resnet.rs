@@ -1,0 +1,157 @@
+//! ResNet encoders against torchvision-layout PyTorch models (`tests/golden/resnet.py`): eval-mode
+//! and train-mode outputs, every parameter's gradient, the input's gradient and the running
+//! statistics after one train-mode forward, for the ContrastCorr, torchvision and CRW variants of
+//! ResNet-18 and for ResNet-50, at width 1/16. Tolerance: `Tolerance::COMPOSITE` (rtol 1e-4,
+//! atol 1e-6·max|want|), f32 against float64.
+
+use candle_core::{DType, Device, Tensor, Var};
+use candle_nn::{VarBuilder, VarMap};
+use vssl_core::testing::{Golden, Tolerance, assert_all_vars_have_grads, assert_close, named_vars};
+use vssl_core::Result;
+use vssl_model::{Depth, ResNet, ResNetConfig, is_trainable};
+
+/// Absolute part (× max|want|) for train-mode outputs and gradients: batch statistics over few
+/// values (stride-32 maps are 2×2) amplify f32 rounding of the convolutions, and gradients sum
+/// thousands of products.
+const TRAIN_ATOL: f64 = 1e-3;
+
+fn build(cfg: &ResNetConfig) -> Result<(VarMap, ResNet)> {
+    let varmap = VarMap::new();
+    let vb = VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu);
+    let net = ResNet::new(cfg, vb)?;
+    Ok((varmap, net))
+}
+
+/// Sets every variable from the golden file's `param.*` tensors; checks the key sets agree.
+fn load_params(varmap: &VarMap, g: &Golden) -> Result<()> {
+    let mut want: Vec<String> = g
+        .names()
+        .into_iter()
+        .filter_map(|n| n.strip_prefix("param.").map(str::to_string))
+        .collect();
+    want.sort();
+    let have: Vec<String> = named_vars(varmap).into_iter().map(|(n, _)| n).collect();
+    assert_eq!(have, want, "variable names differ from torchvision's state_dict");
+    for (name, var) in named_vars(varmap) {
+        var.set(&g.f32(&format!("param.{name}"))?)?;
+    }
+    Ok(())
+}
+
+fn check(name: &str, cfg: ResNetConfig, train_atol_of_max: f64) -> Result<()> {
+    let g = Golden::workspace(&format!("resnet_{name}"))?;
+    let tol = Tolerance::COMPOSITE;
+    let train_tol = Tolerance::COMPOSITE.with_atol_of_max(train_atol_of_max);
+    let (varmap, net) = build(&cfg)?;
+    load_params(&varmap, &g)?;
+    let input = g.f32("input")?;
+
+    let eval = net.forward_t(&input, false)?;
+    assert_close(&format!("{name} eval.out"), &eval, &g.f32("eval.out")?, tol)?;
+
+    let x = Var::from_tensor(&input)?;
+    let out = net.forward_t(x.as_tensor(), true)?;
+    assert_close(&format!("{name} train.out"), &out, &g.f32("train.out")?, train_tol)?;
+    let grads = (out * g.f32("train.w")?)?.sum_all()?.backward()?;
+    let trainable: Vec<(String, Var)> = named_vars(&varmap)
+        .into_iter()
+        .filter(|(n, _)| is_trainable(n))
+        .collect();
+    assert_all_vars_have_grads(&trainable, &grads)?;
+    for (pname, var) in &trainable {
+        let got = grads.get(var.as_tensor()).expect("checked above");
+        assert_close(
+            &format!("{name} grad {pname}"),
+            got,
+            &g.f32(&format!("train.grad.{pname}"))?,
+            train_tol,
+        )?;
+    }
+    let gx = grads.get(x.as_tensor()).expect("input gradient");
+    assert_close(&format!("{name} grad input"), gx, &g.f32("train.grad.input")?, train_tol)?;
+    for (pname, var) in named_vars(&varmap).iter().filter(|(n, _)| !is_trainable(n)) {
+        assert_close(
+            &format!("{name} {pname} after"),
+            var.as_tensor(),
+            &g.f32(&format!("train.after.{pname}"))?,
+            tol,
+        )?;
+    }
+    Ok(())
+}
+
+#[test]
+fn r18_contrastcorr_matches_pytorch() -> Result<()> {
+    let cfg = ResNetConfig::contrastcorr(Depth::R18).with_width(1.0 / 16.0);
+    assert_eq!((cfg.out_channels(), cfg.output_stride()), (32, 8));
+    check("r18_cc", cfg, TRAIN_ATOL)
+}
+
+#[test]
+fn r18_torchvision_matches_pytorch() -> Result<()> {
+    check(
+        "r18_tv",
+        ResNetConfig::torchvision(Depth::R18).with_width(1.0 / 16.0),
+        TRAIN_ATOL,
+    )
+}
+
+#[test]
+fn r18_crw_matches_pytorch() -> Result<()> {
+    let cfg = ResNetConfig::crw(Depth::R18).with_width(1.0 / 16.0);
+    assert_eq!((cfg.out_channels(), cfg.output_stride()), (16, 8));
+    check("r18_crw", cfg, TRAIN_ATOL)
+}
+
+#[test]
+fn r50_matches_pytorch() -> Result<()> {
+    let cfg = ResNetConfig::torchvision(Depth::R50).with_width(1.0 / 16.0);
+    assert_eq!(cfg.out_channels(), 128);
+    check("r50", cfg, TRAIN_ATOL)
+}
+
+#[test]
+fn full_width_shapes_and_torchvision_init() -> Result<()> {
+    let (varmap, net) = build(&ResNetConfig::contrastcorr(Depth::R18))?;
+    assert_eq!((net.out_channels(), net.output_stride()), (512, 8));
+    let x = Tensor::zeros((1, 3, 64, 48), DType::F32, &Device::Cpu)?;
+    assert_eq!(net.forward_t(&x, false)?.dims(), [1, 512, 8, 6]);
+    let vars = named_vars(&varmap);
+    // 11.17 M trainable values in torchvision's ResNet-18 without fc (11,689,512 − 513,000).
+    let trainable: usize = vars
+        .iter()
+        .filter(|(n, _)| is_trainable(n))
+        .map(|(_, v)| v.elem_count())
+        .sum();
+    assert_eq!(trainable, 11_689_512 - 513_000);
+    // Kaiming normal, fan_out, ReLU gain: std = sqrt(2 / (64·7·7)) for conv1.
+    let w = varmap.data().lock().expect("lock")["layer4.1.conv2.weight"].as_tensor().clone();
+    let v = w.flatten_all()?.to_vec1::<f32>()?;
+    let n = v.len() as f64;
+    let mean = v.iter().map(|&x| x as f64).sum::<f64>() / n;
+    let std = (v.iter().map(|&x| (x as f64 - mean).powi(2)).sum::<f64>() / n).sqrt();
+    let want = (2.0f64 / (512.0 * 9.0)).sqrt();
+    assert!(mean.abs() < 0.01 * want * 10.0, "mean {mean}");
+    assert!((std / want - 1.0).abs() < 0.01, "std {std} vs {want}");
+    let gamma = varmap.data().lock().expect("lock")["layer2.0.bn1.weight"].as_tensor().clone();
+    assert_eq!(gamma.to_vec1::<f32>()?, vec![1.0; 128]);
+    Ok(())
+}
+
+#[test]
+fn bad_configs_and_inputs_are_clear_errors() -> Result<()> {
+    let mut cfg = ResNetConfig::default();
+    cfg.strides = vec![];
+    let e = build(&cfg).err().expect("no stage").to_string();
+    assert!(e.contains("strides") && e.contains("ResNet"), "{e}");
+    cfg.strides = vec![1, 0];
+    assert!(build(&cfg).is_err());
+    let mut cfg = ResNetConfig::default().with_width(1.0 / 16.0);
+    cfg.width = -1.0;
+    assert!(build(&cfg).is_err());
+    let (_, net) = build(&ResNetConfig::default().with_width(1.0 / 16.0))?;
+    let x = Tensor::zeros((1, 1, 32, 32), DType::F32, &Device::Cpu)?;
+    let e = net.forward_t(&x, false).err().expect("one channel").to_string();
+    assert!(e.contains("[1, 1, 32, 32]"), "{e}");
+    Ok(())
+}
