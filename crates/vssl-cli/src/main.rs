@@ -64,6 +64,23 @@ enum BenchCmd {
         #[arg(long, hide = true)]
         child: Option<String>,
     },
+    /// One ContrastCorr training step (forward, backward, Adam) at the paper's sizes, batch 2,
+    /// warm-up and main phase, against the official code's time and memory.
+    Step {
+        /// Output file (default target/bench/step.json).
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// Timed steps per configuration (after one warm-up step).
+        #[arg(long, default_value_t = 3)]
+        repeats: usize,
+        /// Folder with the Lab autoencoder's `encoder.safetensors` and `decoder.safetensors`
+        /// (random weights of the same shape when absent).
+        #[arg(long, default_value = "../shared/weights/uvc-lab-autoencoder")]
+        autoencoder: PathBuf,
+        /// Internal: run one configuration in this process and print its JSON.
+        #[arg(long, hide = true)]
+        child: Option<String>,
+    },
 }
 
 fn main() -> Result<()> {
@@ -86,6 +103,12 @@ fn main() -> Result<()> {
                 repeats,
                 child,
             } => bench::data::run(child, out, repeats.max(1)),
+            BenchCmd::Step {
+                out,
+                repeats,
+                autoencoder,
+                child,
+            } => bench::step::run(child, out, repeats.max(1), autoencoder),
         },
     }
 }

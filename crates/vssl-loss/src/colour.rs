@@ -73,7 +73,10 @@ pub fn thresholded_mean(per_sample: &Tensor, thr: Option<f64>) -> Result<Tensor>
     if per_sample.rank() != 1 || per_sample.dim(0)? == 0 {
         return Err(Error::op(
             OP,
-            format!("per-sample losses must be [B] with B ≥ 1, got {:?}", per_sample.dims()),
+            format!(
+                "per-sample losses must be [B] with B ≥ 1, got {:?}",
+                per_sample.dims()
+            ),
         ));
     }
     let kept = match thr {

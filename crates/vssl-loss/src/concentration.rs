@@ -92,11 +92,12 @@ fn window_deviation(u: &Tensor, cfg: &Concentration) -> Result<(Tensor, usize)> 
         let mut parts = Vec::with_capacity(nh * nw);
         for i in 0..nh {
             for j in 0..nw {
-                parts.push(
-                    u.narrow(2, i * s, k)?
-                        .narrow(3, j * s, k)?
-                        .reshape((b, 2, 1, k * k))?,
-                );
+                parts.push(u.narrow(2, i * s, k)?.narrow(3, j * s, k)?.reshape((
+                    b,
+                    2,
+                    1,
+                    k * k,
+                ))?);
             }
         }
         Tensor::cat(&parts, 2)?
@@ -115,7 +116,11 @@ fn window_deviation(u: &Tensor, cfg: &Concentration) -> Result<(Tensor, usize)> 
 /// # Errors
 /// [`Error::Op`] (`concentration`) when `aff` is not `[B, h·w, h·w]`, the window is zero or larger
 /// than the map, or the stride is zero.
-pub fn concentration_switch(aff: &Tensor, hw: (usize, usize), cfg: &Concentration) -> Result<Tensor> {
+pub fn concentration_switch(
+    aff: &Tensor,
+    hw: (usize, usize),
+    cfg: &Concentration,
+) -> Result<Tensor> {
     let (h, w) = hw;
     let n = h * w;
     let d = aff.dims();
@@ -143,7 +148,9 @@ pub fn concentration_switch(aff: &Tensor, hw: (usize, usize), cfg: &Concentratio
     let mut total: Option<Tensor> = None;
     let mut numel = 0;
     for a in [aff.clone(), transpose(aff)?] {
-        let u = grid.matmul(&copy_weights(&a, cfg.temp)?)?.reshape((b, 2, h, w))?;
+        let u = grid
+            .matmul(&copy_weights(&a, cfg.temp)?)?
+            .reshape((b, 2, h, w))?;
         let (sum, count) = window_deviation(&u, cfg)?;
         numel = count;
         total = Some(match total {

@@ -34,7 +34,12 @@ pub struct InterVideo {
 ///
 /// # Errors
 /// [`Error::Op`] (`inter_video`) when the shapes disagree.
-pub fn inter_video(f_tar: &Tensor, f_ref: &Tensor, colour_ref: &Tensor, temp: f64) -> Result<InterVideo> {
+pub fn inter_video(
+    f_tar: &Tensor,
+    f_ref: &Tensor,
+    colour_ref: &Tensor,
+    temp: f64,
+) -> Result<InterVideo> {
     let (b, c, h, w) = dims4(f_tar, "f_tar")?;
     let (cb, cc, ch, cw) = dims4(colour_ref, "colour_ref")?;
     if f_ref.dims() != f_tar.dims() || (cb, ch, cw) != (b, h, w) || b == 0 {

@@ -37,7 +37,10 @@ impl Terms {
         if value.elem_count() != 1 {
             return Err(Error::op(
                 "Terms::push",
-                format!("term {name:?} must be a scalar, got shape {:?}", value.dims()),
+                format!(
+                    "term {name:?} must be a scalar, got shape {:?}",
+                    value.dims()
+                ),
             ));
         }
         if self.get(name).is_some() {
@@ -102,7 +105,14 @@ impl Terms {
     pub fn values(&self) -> Result<Vec<(&'static str, f64)>> {
         self.entries
             .iter()
-            .map(|t| Ok((t.name, t.value.to_dtype(candle_core::DType::F64)?.to_scalar::<f64>()?)))
+            .map(|t| {
+                Ok((
+                    t.name,
+                    t.value
+                        .to_dtype(candle_core::DType::F64)?
+                        .to_scalar::<f64>()?,
+                ))
+            })
             .collect()
     }
 }

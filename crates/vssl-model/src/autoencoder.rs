@@ -16,7 +16,7 @@
 //! while gradients do flow through the decoder to its input (the copied features).
 
 use candle_core::{DType, Device, Module, Tensor};
-use candle_nn::{Conv2d, Conv2dConfig, VarBuilder};
+use candle_nn::{Conv2d, Conv2dConfig, Init, VarBuilder, VarMap};
 use serde::{Deserialize, Serialize};
 use vssl_core::ops::pad::reflection_pad2d;
 use vssl_core::{Error, Result};
@@ -45,10 +45,17 @@ impl Default for AutoencoderWidths {
     }
 }
 
+/// Reads (or, for [`Autoencoder::random`], creates with PyTorch's default `Conv2d`
+/// initialisation, `U(±1/√fan_in)`) a convolution with bias.
 fn conv(vb: &VarBuilder, name: &str, cin: usize, cout: usize, k: usize) -> Result<Conv2d> {
     let vb = vb.pp(name);
-    let weight = vb.get((cout, cin, k, k), "weight")?;
-    let bias = vb.get(cout, "bias")?;
+    let bound = 1.0 / ((cin * k * k) as f64).sqrt();
+    let init = Init::Uniform {
+        lo: -bound,
+        up: bound,
+    };
+    let weight = vb.get_with_hints((cout, cin, k, k), "weight", init)?;
+    let bias = vb.get_with_hints(cout, "bias", init)?;
     Ok(Conv2d::new(weight, Some(bias), Conv2dConfig::default()))
 }
 
@@ -103,11 +110,12 @@ impl LabEncoder {
     /// [`Error::Op`] (`LabEncoder`) when `x` is not `[B, 3, H, W]` with `H` and `W` multiples of 8.
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
         let dims = x.dims();
-        if dims.len() != 4 || dims[1] != 3 || dims[2] % 8 != 0 || dims[3] % 8 != 0 || dims[2] == 0
-        {
+        if dims.len() != 4 || dims[1] != 3 || dims[2] % 8 != 0 || dims[3] % 8 != 0 || dims[2] == 0 {
             return Err(Error::op(
                 "LabEncoder",
-                format!("input must be [B, 3, H, W] with H, W positive multiples of 8, got {dims:?}"),
+                format!(
+                    "input must be [B, 3, H, W] with H, W positive multiples of 8, got {dims:?}"
+                ),
             ));
         }
         let [c1, c2, c3, c4, c5, c6] = &self.convs;
@@ -164,10 +172,7 @@ impl LabDecoder {
         if dims.len() != 4 || dims[1] != self.widths.c {
             return Err(Error::op(
                 "LabDecoder",
-                format!(
-                    "input must be [B, {}, h, w], got {dims:?}",
-                    self.widths.c
-                ),
+                format!("input must be [B, {}, h, w], got {dims:?}", self.widths.c),
             ));
         }
         let [c7, c8, c9, c10, c11] = &self.convs;
@@ -211,5 +216,27 @@ impl Autoencoder {
             encoder: LabEncoder::new(widths, enc)?,
             decoder: LabDecoder::new(widths, dec)?,
         })
+    }
+
+    /// A randomly initialised autoencoder (PyTorch's default `Conv2d` initialisation), frozen like
+    /// a loaded one: for benchmarks and tests where the published weights are absent.
+    ///
+    /// # Errors
+    /// candle's error if the tensors cannot be created on `device`.
+    pub fn random(widths: AutoencoderWidths, device: &Device) -> Result<Self> {
+        let (enc, dec) = (VarMap::new(), VarMap::new());
+        LabEncoder::new(widths, VarBuilder::from_varmap(&enc, DType::F32, device))?;
+        LabDecoder::new(widths, VarBuilder::from_varmap(&dec, DType::F32, device))?;
+        let tensors = |m: &VarMap| -> TensorMap {
+            m.data()
+                .lock()
+                .map(|d| {
+                    d.iter()
+                        .map(|(k, v)| (k.clone(), v.as_tensor().clone()))
+                        .collect()
+                })
+                .unwrap_or_default()
+        };
+        Self::from_tensors(widths, tensors(&enc), tensors(&dec), device)
     }
 }

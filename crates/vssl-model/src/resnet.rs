@@ -140,10 +140,7 @@ impl ResNetConfig {
         if self.strides.is_empty() || self.strides.len() > 4 {
             return Err(Error::op(
                 OP,
-                format!(
-                    "strides must list 1 to 4 stages, got {:?}",
-                    self.strides
-                ),
+                format!("strides must list 1 to 4 stages, got {:?}", self.strides),
             ));
         }
         if self.strides.iter().any(|&s| s == 0) {
@@ -226,13 +223,7 @@ struct Block {
 }
 
 impl Block {
-    fn new(
-        vb: VarBuilder,
-        depth: Depth,
-        cin: usize,
-        planes: usize,
-        stride: usize,
-    ) -> Result<Self> {
+    fn new(vb: VarBuilder, depth: Depth, cin: usize, planes: usize, stride: usize) -> Result<Self> {
         let cout = planes * depth.expansion();
         let convs = match depth {
             Depth::R18 | Depth::R34 => vec![
@@ -319,7 +310,13 @@ impl ResNet {
             let mut stage = Vec::with_capacity(blocks[i]);
             for j in 0..blocks[i] {
                 let s = if j == 0 { stride } else { 1 };
-                stage.push(Block::new(vbl.pp(j.to_string()), cfg.depth, cin, planes, s)?);
+                stage.push(Block::new(
+                    vbl.pp(j.to_string()),
+                    cfg.depth,
+                    cin,
+                    planes,
+                    s,
+                )?);
                 cin = planes * cfg.depth.expansion();
             }
             layers.push(stage);

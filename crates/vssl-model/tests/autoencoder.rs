@@ -38,7 +38,9 @@ fn reduced_autoencoder_matches_pytorch() -> Result<()> {
     let dec = ae.decoder.forward(x.as_tensor())?;
     assert_close("dec.out", &dec, &g.f32("dec.out")?, tol)?;
     let grads = (dec * g.f32("dec.w")?)?.sum_all()?.backward()?;
-    let gx = grads.get(x.as_tensor()).expect("the decoder passes gradients to its input");
+    let gx = grads
+        .get(x.as_tensor())
+        .expect("the decoder passes gradients to its input");
     assert_close("dec.grad.in", gx, &g.f32("dec.grad.in")?, tol)?;
     // Frozen: the weights are constants, so the graph holds no variable but the input.
     Ok(())
@@ -48,12 +50,30 @@ fn reduced_autoencoder_matches_pytorch() -> Result<()> {
 fn bad_inputs_are_clear_errors() -> Result<()> {
     let g = Golden::workspace("autoencoder")?;
     let widths = AutoencoderWidths { a: 8, b: 16, c: 32 };
-    let ae = Autoencoder::from_tensors(widths, prefixed(&g, "enc.")?, prefixed(&g, "dec.")?, &Device::Cpu)?;
+    let ae = Autoencoder::from_tensors(
+        widths,
+        prefixed(&g, "enc.")?,
+        prefixed(&g, "dec.")?,
+        &Device::Cpu,
+    )?;
     let x = candle_core::Tensor::zeros((1, 3, 20, 16), candle_core::DType::F32, &Device::Cpu)?;
-    let e = ae.encoder.forward(&x).err().expect("20 is not a multiple of 8").to_string();
-    assert!(e.contains("LabEncoder") && e.contains("[1, 3, 20, 16]"), "{e}");
+    let e = ae
+        .encoder
+        .forward(&x)
+        .err()
+        .expect("20 is not a multiple of 8")
+        .to_string();
+    assert!(
+        e.contains("LabEncoder") && e.contains("[1, 3, 20, 16]"),
+        "{e}"
+    );
     let f = candle_core::Tensor::zeros((1, 31, 2, 2), candle_core::DType::F32, &Device::Cpu)?;
-    let e = ae.decoder.forward(&f).err().expect("31 channels").to_string();
+    let e = ae
+        .decoder
+        .forward(&f)
+        .err()
+        .expect("31 channels")
+        .to_string();
     assert!(e.contains("LabDecoder") && e.contains("32"), "{e}");
     // A missing tensor names itself.
     let mut enc = prefixed(&g, "enc.")?;
@@ -67,21 +87,34 @@ fn bad_inputs_are_clear_errors() -> Result<()> {
 }
 
 fn shared_weights() -> PathBuf {
-    PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../../shared/weights/uvc-lab-autoencoder"))
+    PathBuf::from(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../../shared/weights/uvc-lab-autoencoder"
+    ))
 }
 
 #[test]
 fn real_uvc_weights_match_pytorch_when_present() -> Result<()> {
     let dir = shared_weights();
-    let (enc, dec) = (dir.join("encoder.safetensors"), dir.join("decoder.safetensors"));
+    let (enc, dec) = (
+        dir.join("encoder.safetensors"),
+        dir.join("decoder.safetensors"),
+    );
     if !enc.exists() || !dec.exists() {
         eprintln!("skipping: {} not present", dir.display());
         return Ok(());
     }
     let load = |p: &PathBuf| -> Result<TensorMap> {
-        Ok(candle_core::safetensors::load(p, &Device::Cpu)?.into_iter().collect())
+        Ok(candle_core::safetensors::load(p, &Device::Cpu)?
+            .into_iter()
+            .collect())
     };
-    let ae = Autoencoder::from_tensors(AutoencoderWidths::default(), load(&enc)?, load(&dec)?, &Device::Cpu)?;
+    let ae = Autoencoder::from_tensors(
+        AutoencoderWidths::default(),
+        load(&enc)?,
+        load(&dec)?,
+        &Device::Cpu,
+    )?;
     let g = Golden::workspace("autoencoder_shared")?;
     let tol = Tolerance::COMPOSITE;
     let e = ae.encoder.forward(&g.f32("input")?)?;

@@ -6,8 +6,8 @@
 
 use candle_core::{DType, Device, Tensor, Var};
 use candle_nn::{VarBuilder, VarMap};
-use vssl_core::testing::{Golden, Tolerance, assert_all_vars_have_grads, assert_close, named_vars};
 use vssl_core::Result;
+use vssl_core::testing::{Golden, Tolerance, assert_all_vars_have_grads, assert_close, named_vars};
 use vssl_model::{Depth, ResNet, ResNetConfig, is_trainable};
 
 /// Absolute part (× max|want|) for train-mode outputs and gradients: batch statistics over few
@@ -31,7 +31,10 @@ fn load_params(varmap: &VarMap, g: &Golden) -> Result<()> {
         .collect();
     want.sort();
     let have: Vec<String> = named_vars(varmap).into_iter().map(|(n, _)| n).collect();
-    assert_eq!(have, want, "variable names differ from torchvision's state_dict");
+    assert_eq!(
+        have, want,
+        "variable names differ from torchvision's state_dict"
+    );
     for (name, var) in named_vars(varmap) {
         var.set(&g.f32(&format!("param.{name}"))?)?;
     }
@@ -51,7 +54,12 @@ fn check(name: &str, cfg: ResNetConfig, train_atol_of_max: f64) -> Result<()> {
 
     let x = Var::from_tensor(&input)?;
     let out = net.forward_t(x.as_tensor(), true)?;
-    assert_close(&format!("{name} train.out"), &out, &g.f32("train.out")?, train_tol)?;
+    assert_close(
+        &format!("{name} train.out"),
+        &out,
+        &g.f32("train.out")?,
+        train_tol,
+    )?;
     let grads = (out * g.f32("train.w")?)?.sum_all()?.backward()?;
     let trainable: Vec<(String, Var)> = named_vars(&varmap)
         .into_iter()
@@ -68,7 +76,12 @@ fn check(name: &str, cfg: ResNetConfig, train_atol_of_max: f64) -> Result<()> {
         )?;
     }
     let gx = grads.get(x.as_tensor()).expect("input gradient");
-    assert_close(&format!("{name} grad input"), gx, &g.f32("train.grad.input")?, train_tol)?;
+    assert_close(
+        &format!("{name} grad input"),
+        gx,
+        &g.f32("train.grad.input")?,
+        train_tol,
+    )?;
     for (pname, var) in named_vars(&varmap).iter().filter(|(n, _)| !is_trainable(n)) {
         assert_close(
             &format!("{name} {pname} after"),
@@ -125,7 +138,9 @@ fn full_width_shapes_and_torchvision_init() -> Result<()> {
         .sum();
     assert_eq!(trainable, 11_689_512 - 513_000);
     // Kaiming normal, fan_out, ReLU gain: std = sqrt(2 / (64·7·7)) for conv1.
-    let w = varmap.data().lock().expect("lock")["layer4.1.conv2.weight"].as_tensor().clone();
+    let w = varmap.data().lock().expect("lock")["layer4.1.conv2.weight"]
+        .as_tensor()
+        .clone();
     let v = w.flatten_all()?.to_vec1::<f32>()?;
     let n = v.len() as f64;
     let mean = v.iter().map(|&x| x as f64).sum::<f64>() / n;
@@ -133,7 +148,9 @@ fn full_width_shapes_and_torchvision_init() -> Result<()> {
     let want = (2.0f64 / (512.0 * 9.0)).sqrt();
     assert!(mean.abs() < 0.01 * want * 10.0, "mean {mean}");
     assert!((std / want - 1.0).abs() < 0.01, "std {std} vs {want}");
-    let gamma = varmap.data().lock().expect("lock")["layer2.0.bn1.weight"].as_tensor().clone();
+    let gamma = varmap.data().lock().expect("lock")["layer2.0.bn1.weight"]
+        .as_tensor()
+        .clone();
     assert_eq!(gamma.to_vec1::<f32>()?, vec![1.0; 128]);
     Ok(())
 }
@@ -151,7 +168,11 @@ fn bad_configs_and_inputs_are_clear_errors() -> Result<()> {
     assert!(build(&cfg).is_err());
     let (_, net) = build(&ResNetConfig::default().with_width(1.0 / 16.0))?;
     let x = Tensor::zeros((1, 1, 32, 32), DType::F32, &Device::Cpu)?;
-    let e = net.forward_t(&x, false).err().expect("one channel").to_string();
+    let e = net
+        .forward_t(&x, false)
+        .err()
+        .expect("one channel")
+        .to_string();
     assert!(e.contains("[1, 1, 32, 32]"), "{e}");
     Ok(())
 }

@@ -34,11 +34,11 @@ use vssl_core::ops::grid::{affine_grid, grid_sample};
 use vssl_core::ops::softmax::softmax;
 use vssl_core::{Error, Result};
 use vssl_data::augment::encoder_input;
+use vssl_loss::Terms;
 use vssl_loss::affinity::{affinity, copy, copy_weights, masked_self_affinity, transpose};
 use vssl_loss::colour::{LabWeights, reconstruction_l1};
 use vssl_loss::concentration::{Concentration, concentration_switch};
 use vssl_loss::inter::inter_video;
-use vssl_loss::Terms;
 use vssl_model::{Autoencoder, ResNet};
 
 const OP: &str = "contrastcorr_step";
@@ -271,7 +271,10 @@ impl ContrastCorrStep {
             ));
         }
         if !(cfg.temp.is_finite() && cfg.temp > 0.0) {
-            return Err(Error::op(OP, format!("temp must be positive, got {}", cfg.temp)));
+            return Err(Error::op(
+                OP,
+                format!("temp must be positive, got {}", cfg.temp),
+            ));
         }
         Ok(Self {
             encoder,
@@ -302,7 +305,12 @@ impl ContrastCorrStep {
     /// are not `[B, 3, H, W]` with `H`, `W` multiples of the encoder's stride, warm-up crops of
     /// different sizes, a main-phase reference larger than the target, or the main phase with
     /// tracking off; errors of the ops otherwise.
-    pub fn forward(&self, batch: &PairBatch, phase: Phase, opts: &StepOptions) -> Result<StepOutput> {
+    pub fn forward(
+        &self,
+        batch: &PairBatch,
+        phase: Phase,
+        opts: &StepOptions,
+    ) -> Result<StepOutput> {
         let s = self.encoder.output_stride();
         let (b, h1, w1) = check_image(&batch.reference, "reference", s)?;
         let (b2, h2, w2) = check_image(&batch.target, "target", s)?;
@@ -320,7 +328,10 @@ impl ContrastCorrStep {
             Phase::Warmup => self.warmup(batch, opts),
             Phase::Main if !self.toggles().tracking => Err(Error::op(
                 OP,
-                format!("the main phase tracks a patch, but tracking is off for {:?}", self.cfg.method),
+                format!(
+                    "the main phase tracks a patch, but tracking is off for {:?}",
+                    self.cfg.method
+                ),
             )),
             Phase::Main if h1 > h2 || w1 > w2 => Err(Error::op(
                 OP,
@@ -374,7 +385,10 @@ impl ContrastCorrStep {
         // transpose of the same (column-normalised) weights.
         let est_ref = if on.color_switch {
             let colour_tar = self.colour.encode(x_tar, s)?; // [B, Cc, h, w]
-            Some(self.colour.decode(&copy(&transpose(&weights)?, &colour_tar, (h, w))?)?)
+            Some(
+                self.colour
+                    .decode(&copy(&transpose(&weights)?, &colour_tar, (h, w))?)?,
+            )
         } else {
             None
         };
@@ -439,7 +453,11 @@ impl ContrastCorrStep {
         // Localisation: every reference pixel's expected position in the target (softmax over
         // target positions), averaged into one centre per pair.
         let aff_full = affinity(&f_ref, &f_tar)?; // [B, Np, Nt]
-        let scaled = if cfg.temp == 1.0 { aff_full } else { aff_full.affine(cfg.temp, 0.0)? };
+        let scaled = if cfg.temp == 1.0 {
+            aff_full
+        } else {
+            aff_full.affine(cfg.temp, 0.0)?
+        };
         let loc = softmax(&scaled, D::Minus1)?; // [B, Np, Nt]
         let grid = cell_grid(ht, wt, ac, loc.device())?; // [Nt, 2]
         let coords = loc.broadcast_matmul(&grid)?; // [B, Np, 2]
@@ -459,9 +477,14 @@ impl ContrastCorrStep {
         // Intra-video transformation between the patch and its crop.
         let aff = affinity(&f_ref, &f_crop)?; // [B, Np, Np]
         let weights = copy_weights(&aff, cfg.temp)?; // [B, Np, Np]
-        let est_crop = self.colour.decode(&copy(&weights, &colour_ref, (hp, wp))?)?;
+        let est_crop = self
+            .colour
+            .decode(&copy(&weights, &colour_ref, (hp, wp))?)?;
         let est_ref = if on.color_switch {
-            Some(self.colour.decode(&copy(&transpose(&weights)?, &colour_crop, (hp, wp))?)?)
+            Some(
+                self.colour
+                    .decode(&copy(&transpose(&weights)?, &colour_crop, (hp, wp))?)?,
+            )
         } else {
             None
         };
@@ -546,7 +569,11 @@ fn drop_channels(x: &Tensor, dropped: &[usize]) -> Result<Tensor> {
 fn cell_grid(h: usize, w: usize, align_corners: bool, device: &Device) -> Result<Tensor> {
     let coord = |j: usize, n: usize| -> f32 {
         if align_corners {
-            if n == 1 { n as f32 / 2.0 } else { j as f32 * n as f32 / (n - 1) as f32 }
+            if n == 1 {
+                n as f32 / 2.0
+            } else {
+                j as f32 * n as f32 / (n - 1) as f32
+            }
         } else {
             j as f32 + 0.5
         }
@@ -587,9 +614,19 @@ fn center_to_box(center: &Tensor, size: (usize, usize), map: (usize, usize)) -> 
 /// `diff_crop`: samples `out` (h, w) points of the box `bbox · scale` (`[B, 4]`: l, r, t, b in
 /// units of `x`'s pixels after scaling) from `x` (`[B, C, H, W]`) by `affine_grid` + bilinear
 /// `grid_sample` with zero padding; gradients reach `x` and the box.
-fn crop(x: &Tensor, bbox: &Tensor, scale: f64, out: (usize, usize), align_corners: bool) -> Result<Tensor> {
+fn crop(
+    x: &Tensor,
+    bbox: &Tensor,
+    scale: f64,
+    out: (usize, usize),
+    align_corners: bool,
+) -> Result<Tensor> {
     let (b, c, h, w) = x.dims4()?;
-    let bx = if scale == 1.0 { bbox.clone() } else { bbox.affine(scale, 0.0)? };
+    let bx = if scale == 1.0 {
+        bbox.clone()
+    } else {
+        bbox.affine(scale, 0.0)?
+    };
     let (wf, hf) = (w as f64, h as f64);
     let l = bx.narrow(1, 0, 1)?;
     let r = bx.narrow(1, 1, 1)?;

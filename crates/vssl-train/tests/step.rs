@@ -128,11 +128,21 @@ fn check(fixture: &str, phase: Phase, autoencoder: bool) -> Result<()> {
             tol(),
         )?;
     }
-    assert_close(&format!("{fixture} loss.total"), &out.total, &g.f32("loss.total")?, tol())?;
+    assert_close(
+        &format!("{fixture} loss.total"),
+        &out.total,
+        &g.f32("loss.total")?,
+        tol(),
+    )?;
     if phase == Phase::Main {
         let center = out.center.as_ref().expect("main phase has a centre");
         let bbox = out.bbox.as_ref().expect("main phase has a box");
-        assert_close(&format!("{fixture} center"), center, &g.f32("debug.center")?, tol())?;
+        assert_close(
+            &format!("{fixture} center"),
+            center,
+            &g.f32("debug.center")?,
+            tol(),
+        )?;
         assert_close(&format!("{fixture} box"), bbox, &g.f32("debug.box")?, tol())?;
     }
 
@@ -152,12 +162,21 @@ fn check(fixture: &str, phase: Phase, autoencoder: bool) -> Result<()> {
             compared += 1;
         }
     }
-    assert!(compared >= 3, "{fixture}: only {compared} gradients in the fixture");
+    assert!(
+        compared >= 3,
+        "{fixture}: only {compared} gradients in the fixture"
+    );
     // …and the frozen autoencoder none.
     for (name, var) in &s.ae_vars {
-        assert!(grads.get(var.as_tensor()).is_none(), "{fixture}: {name} got a gradient");
+        assert!(
+            grads.get(var.as_tensor()).is_none(),
+            "{fixture}: {name} got a gradient"
+        );
     }
-    for (name, var) in named_vars(&s.varmap).iter().filter(|(n, _)| !is_trainable(n)) {
+    for (name, var) in named_vars(&s.varmap)
+        .iter()
+        .filter(|(n, _)| !is_trainable(n))
+    {
         assert_close(
             &format!("{fixture} {name} after the step"),
             var.as_tensor(),
@@ -187,4 +206,3 @@ fn warmup_in_lab_space_matches_pytorch() -> Result<()> {
 fn main_phase_in_lab_space_matches_pytorch() -> Result<()> {
     check("step_main_lab", Phase::Main, false)
 }
-

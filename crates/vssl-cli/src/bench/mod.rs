@@ -6,6 +6,7 @@
 
 pub mod core;
 pub mod data;
+pub mod step;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
