@@ -91,8 +91,7 @@ fn the_switch_is_inside_the_thresholded_sum() -> Result<()> {
         1e-6,
     );
     let e = reconstruction_l1(&p2, &constant(1, [0.0; 3], 4, 4)?, None, w, None)
-        .err()
-        .expect("shape mismatch")
+        .expect_err("shape mismatch")
         .to_string();
     assert!(e.contains("colour_l1") && e.contains("[1, 3, 4, 4]"), "{e}");
     Ok(())
@@ -124,7 +123,7 @@ fn affinity_copy_and_transpose() -> Result<()> {
     let s = softmax_dim1(&masked_self_affinity(&f)?)?;
     let s = s.to_vec3::<f32>()?;
     assert_eq!((s[0][0][0], s[0][1][1]), (0.0, 0.0));
-    let e = copy(&w, &x, (2, 2)).err().expect("wrong size").to_string();
+    let e = copy(&w, &x, (2, 2)).expect_err("wrong size").to_string();
     assert!(e.contains("affinity"), "{e}");
     Ok(())
 }
@@ -191,8 +190,7 @@ fn concentration_of_the_identity_is_the_grid_spread() -> Result<()> {
         ]
     );
     let e = concentration_switch(&id, (8, 8), &cfg)
-        .err()
-        .expect("size")
+        .expect_err("size")
         .to_string();
     assert!(
         e.contains("concentration") && e.contains("[2, 256, 256]"),
@@ -250,8 +248,7 @@ fn inter_video_sparsity_measures_cross_video_mass() -> Result<()> {
     let grads = (out.sparsity + out.reconstruction.sum_all()?)?.backward()?;
     assert!(grads.get(q.as_tensor()).is_some() && grads.get(k.as_tensor()).is_some());
     let e = inter_video(&f, &f, &colour.narrow(0, 0, 1)?, 1.0)
-        .err()
-        .expect("batch")
+        .expect_err("batch")
         .to_string();
     assert!(e.contains("inter_video"), "{e}");
     Ok(())
@@ -269,8 +266,7 @@ fn terms_sum_with_their_weights() -> Result<()> {
     assert!(t.push("a", 1.0, Tensor::new(1.0f32, &dev)?).is_err());
     let e = t
         .push("d", 1.0, Tensor::zeros(2, DType::F32, &dev)?)
-        .err()
-        .expect("vector")
+        .expect_err("vector")
         .to_string();
     assert!(e.contains("scalar"), "{e}");
     assert!(Terms::new().total().is_err());

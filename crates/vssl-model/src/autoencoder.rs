@@ -110,7 +110,12 @@ impl LabEncoder {
     /// [`Error::Op`] (`LabEncoder`) when `x` is not `[B, 3, H, W]` with `H` and `W` multiples of 8.
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
         let dims = x.dims();
-        if dims.len() != 4 || dims[1] != 3 || dims[2] % 8 != 0 || dims[3] % 8 != 0 || dims[2] == 0 {
+        if dims.len() != 4
+            || dims[1] != 3
+            || !dims[2].is_multiple_of(8)
+            || !dims[3].is_multiple_of(8)
+            || dims[2] == 0
+        {
             return Err(Error::op(
                 "LabEncoder",
                 format!(

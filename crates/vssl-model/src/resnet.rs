@@ -143,7 +143,7 @@ impl ResNetConfig {
                 format!("strides must list 1 to 4 stages, got {:?}", self.strides),
             ));
         }
-        if self.strides.iter().any(|&s| s == 0) {
+        if self.strides.contains(&0) {
             return Err(Error::op(
                 OP,
                 format!("strides must be positive, got {:?}", self.strides),

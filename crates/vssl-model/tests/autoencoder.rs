@@ -60,27 +60,20 @@ fn bad_inputs_are_clear_errors() -> Result<()> {
     let e = ae
         .encoder
         .forward(&x)
-        .err()
-        .expect("20 is not a multiple of 8")
+        .expect_err("20 is not a multiple of 8")
         .to_string();
     assert!(
         e.contains("LabEncoder") && e.contains("[1, 3, 20, 16]"),
         "{e}"
     );
     let f = candle_core::Tensor::zeros((1, 31, 2, 2), candle_core::DType::F32, &Device::Cpu)?;
-    let e = ae
-        .decoder
-        .forward(&f)
-        .err()
-        .expect("31 channels")
-        .to_string();
+    let e = ae.decoder.forward(&f).expect_err("31 channels").to_string();
     assert!(e.contains("LabDecoder") && e.contains("32"), "{e}");
     // A missing tensor names itself.
     let mut enc = prefixed(&g, "enc.")?;
     enc.remove("conv4.weight");
     let e = Autoencoder::from_tensors(widths, enc, prefixed(&g, "dec.")?, &Device::Cpu)
-        .err()
-        .expect("missing conv4")
+        .expect_err("missing conv4")
         .to_string();
     assert!(e.contains("conv4.weight"), "{e}");
     Ok(())

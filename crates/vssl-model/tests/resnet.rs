@@ -157,21 +157,20 @@ fn full_width_shapes_and_torchvision_init() -> Result<()> {
 
 #[test]
 fn bad_configs_and_inputs_are_clear_errors() -> Result<()> {
-    let mut cfg = ResNetConfig::default();
-    cfg.strides = vec![];
-    let e = build(&cfg).err().expect("no stage").to_string();
+    let mut cfg = ResNetConfig {
+        strides: vec![],
+        ..ResNetConfig::default()
+    };
+    let e = build(&cfg).map(|_| ()).expect_err("no stage").to_string();
     assert!(e.contains("strides") && e.contains("ResNet"), "{e}");
     cfg.strides = vec![1, 0];
     assert!(build(&cfg).is_err());
-    let mut cfg = ResNetConfig::default().with_width(1.0 / 16.0);
-    cfg.width = -1.0;
-    assert!(build(&cfg).is_err());
+    assert!(build(&ResNetConfig::default().with_width(-1.0)).is_err());
     let (_, net) = build(&ResNetConfig::default().with_width(1.0 / 16.0))?;
     let x = Tensor::zeros((1, 1, 32, 32), DType::F32, &Device::Cpu)?;
     let e = net
         .forward_t(&x, false)
-        .err()
-        .expect("one channel")
+        .expect_err("one channel")
         .to_string();
     assert!(e.contains("[1, 1, 32, 32]"), "{e}");
     Ok(())

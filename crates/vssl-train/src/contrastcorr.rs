@@ -182,7 +182,7 @@ impl Default for StepOptions {
 #[derive(Debug, Clone)]
 pub enum ColourSpace {
     /// Through the frozen Lab autoencoder (the paper).
-    Autoencoder(Autoencoder),
+    Autoencoder(Box<Autoencoder>),
     /// Lab averaged over the encoder's output stride; decoding is the identity.
     Lab,
 }

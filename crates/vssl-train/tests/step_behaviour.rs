@@ -31,7 +31,7 @@ fn step_with_temp(
         vb,
     )?;
     let colour = if autoencoder {
-        ColourSpace::Autoencoder(Autoencoder::random(WIDTHS, &Device::Cpu)?)
+        ColourSpace::Autoencoder(Box::new(Autoencoder::random(WIDTHS, &Device::Cpu)?))
     } else {
         ColourSpace::Lab
     };
@@ -236,8 +236,7 @@ fn channel_dropout_changes_the_encoder_input_only() -> Result<()> {
     b.dropped_channels = vec![0, 1, 2];
     let e = s
         .forward(&b, Phase::Warmup, &eval)
-        .err()
-        .expect("three channels")
+        .expect_err("three channels")
         .to_string();
     assert!(e.contains("[0, 1, 2]"), "{e}");
     Ok(())
@@ -302,8 +301,7 @@ fn bad_batches_are_clear_errors() -> Result<()> {
     let (_, col) = step(Method::Colorization, false)?;
     let e = col
         .forward(&batch(2, Phase::Main)?, Phase::Main, &opts)
-        .err()
-        .expect("no tracking")
+        .expect_err("no tracking")
         .to_string();
     assert!(e.contains("tracking is off"), "{e}");
     // The autoencoder needs stride 8.
@@ -315,11 +313,10 @@ fn bad_batches_are_clear_errors() -> Result<()> {
     )?;
     let e = ContrastCorrStep::new(
         tv,
-        ColourSpace::Autoencoder(Autoencoder::random(WIDTHS, &Device::Cpu)?),
+        ColourSpace::Autoencoder(Box::new(Autoencoder::random(WIDTHS, &Device::Cpu)?)),
         StepConfig::default(),
     )
-    .err()
-    .expect("stride 32")
+    .expect_err("stride 32")
     .to_string();
     assert!(e.contains("stride is 32"), "{e}");
     Ok(())

@@ -42,12 +42,12 @@ fn images(b: usize, side: usize, rng: &mut ChaCha8Rng) -> Result<Tensor> {
         let (fx, fy, ph): (f32, f32, f32) = (
             rng.random_range(1.0..4.0),
             rng.random_range(1.0..4.0),
-            rng.random_range(0.0..6.28),
+            rng.random_range(0.0..std::f32::consts::TAU),
         );
         for y in 0..side {
             for x in 0..side {
                 let (u, w) = (x as f32 / side as f32, y as f32 / side as f32);
-                let s = (6.28 * (fx * u + fy * w) + ph).sin() * 0.5;
+                let s = (std::f32::consts::TAU * (fx * u + fy * w) + ph).sin() * 0.5;
                 v.push(s + rng.random_range(-0.05f32..0.05));
             }
         }
@@ -85,7 +85,11 @@ fn child(config: &str, repeats: usize, ae_dir: &Path) -> Result<Value> {
     let vb = VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu);
     let encoder = ResNet::new(&ResNetConfig::contrastcorr(Depth::R18), vb)?;
     let (ae, ae_source) = autoencoder(ae_dir)?;
-    let step = ContrastCorrStep::new(encoder, ColourSpace::Autoencoder(ae), StepConfig::default())?;
+    let step = ContrastCorrStep::new(
+        encoder,
+        ColourSpace::Autoencoder(Box::new(ae)),
+        StepConfig::default(),
+    )?;
     let mut rng = ChaCha8Rng::seed_from_u64(7);
     let batch = PairBatch {
         reference: images(b, rs, &mut rng)?,
