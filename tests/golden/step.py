@@ -12,8 +12,11 @@ assembly of train_trackingnet.py: train_iter, with these semantics:
   * encoder: the ResNet of resnet.py, BasicBlock [2,2,2,2], stage strides (1,2,1,1), width 1/16
     (32 channels at stride 8), TRAIN-mode BN; ref and tar go through it in SEPARATE calls, so the
     running statistics (momentum 0.1, unbiased variance) are updated twice.
-  * colour branch: the reduced random autoencoder of autoencoder.py (widths (8,16,32), PyTorch
-    default init, frozen: no gradient to its parameters, gradients pass through it).
+  * colour branch: the reduced random autoencoder of autoencoder.py (widths (8,16,32); PyTorch's
+    default Conv2d init with every conv weight then multiplied by sqrt(6), i.e. He variance: with the
+    plain default init the 12-conv random decoder is almost constant (output spread ~7e-4) and the
+    colour route would reach the encoder gradients only at the 1e-5 level; frozen: no gradient to its
+    parameters, gradients pass through it).
   * affinity A = F_ref^T F_tar, raw dot product, [B, N_ref, N_tar]; copying
     transform(aff, X) = X.view(B, C, N) @ aff, with aff = softmax over dim 1 (reference positions) of
     temp * A. Colour switch: transform(aff^T, colour(tar)), the transpose of the SAME column-normalised
@@ -42,7 +45,9 @@ patch_size 128 px = 16 cells.
                 y = (gy + 1)/2 * 32, flattened row-major to [B, 1024, 2]
     center    = mean over the 256 reference pixels of W @ grid_flat          [B, 2] (x, y), cells
     box       = center2bbox: l = cx - 8, then l[l < 0] = 0; r = l + 16, then r[r > 32] = 32; t, b
-                likewise with cy (masked elements become constants: no gradient through them)
+                likewise with cy (masked elements become constants: no gradient through them).
+                With these random weights the centres land near the middle (15-16.3 cells), so the
+                clamping branches are NOT exercised here; test center2bbox's edges separately.
     diff_crop(X, x1=l, y1=t, x2=r, y2=b, size): theta = [[(x2-x1)/w, 0, (x1+x2)/w - 1],
                 [0, (y2-y1)/h, (y1+y2)/h - 1]], affine_grid(theta, size), bilinear grid_sample with
                 zero padding (both align_corners=True); gradients flow into the box
@@ -72,11 +77,18 @@ target is the canvas shifted by a few pixels (a different shift per sample), the
 the unshifted canvas (at the origin for the warm-up, at an offset inside the target for the main
 phase), each plus a little independent pixel noise, rounded and kept inside [20, 235].
 
-Parameters: encoder conv weights with torchvision init (kaiming_normal_, fan_out, relu); BN weight
-U(0.05, 0.15), bias U(-0.05, 0.05) (small features, so no softmax is near one-hot), running_mean
-U(-0.2, 0.2), running_var U(0.5, 1.5). The script asserts that the largest weight of every softmax
-distribution (copy dim 1, localisation dim 2, self-reconstruction, inter-video, concentration (both
-directions)) is below 0.9 and stores the maxima as check.max_weight.<which>.
+Parameters: encoder conv weights with torchvision init (kaiming_normal_, fan_out, relu), the same
+for every fixture; BN bias U(-0.05, 0.05), running_mean U(-0.2, 0.2), running_var U(0.5, 1.5), BN
+weight U(0.05, 0.2) for the warm-up fixtures and U(0.05, 0.15) for the main ones (small features, so
+no softmax is near one-hot: with 0.2 the main-phase localisation softmax peaks at 0.99; with 0.15 the
+warm-up softmaxes are so flat that a float32 re-run of its gradients is off by 5e-3 of their scale).
+temp = 2 (the reference's default is 1; 2 makes the fixtures check where the temperature is applied
+and where it is not: the self-reconstruction has none). The script asserts that the largest weight of
+every softmax distribution (copy dim 1, localisation dim 2, self-reconstruction, inter-video,
+concentration (both directions)) is below 0.9 and stores the maxima as check.max_weight.<which>.
+It also re-runs the step in float32 and stores how far that lands from the float64 reference:
+check.f32_rel_err.loss (worst relative error over the loss terms) and check.f32_rel_err.grad (worst
+over parameters of max|g32 - g64| / max|g64|), a floor for a float32 port's tolerances.
 
 Threshold: the script first evaluates the per-sample values of every thresholded term; thr is chosen
 strictly between the two samples' values of the intra term (so exactly one sample is rejected
@@ -92,11 +104,13 @@ Keys (each fixture; scalars are 0-d float32):
   ae_enc.<name>, ae_dec.<name>          autoencoder params (not in the _lab fixtures)
   loss.intra, loss.self_rec, loss.concentration (unweighted), loss.inter (main), loss.sparsity (main),
   loss.total
-  debug.f_ref, debug.f_tar              encoder outputs (f_tar in the warm-up fixtures only, size)
+  debug.f_ref, debug.f_tar              encoder outputs (f_tar only in the warm-up fixtures: size)
   debug.colour_ref                      Enc(x_ref) (avg_pool2d(x_ref, 8) in _lab)
   debug.center [B,2] (x, y in cells), debug.box [B,4] (l, r, t, b in cells)   (main)
+  debug.gt_crop                         main_lab only ([2,3,16,16], the crop of avg_pool2d(x_tar, 8));
+                                        the main fixture's [2,3,128,128] does not fit in 1 MiB
   debug.per_sample.intra / self_rec / inter   per-sample values before thresholding
-  check.max_weight.<which>
+  check.max_weight.<which>, check.f32_rel_err.loss, check.f32_rel_err.grad
   grad.encoder.<name>                   d loss.total / d param for trainable encoder params (all that fit)
   after.encoder.<bn>.running_mean / running_var   after the step's two train-mode encoder calls
 Keys a fixture could not hold within 1 MiB are listed in README-step.md (printed by this script).
@@ -106,6 +120,7 @@ Run from the repository root (PyTorch 2.9.1, CPU):
 It writes tests/golden/step_{warmup,main,warmup_lab,main_lab}.safetensors (each asserted <= 1 MiB).
 """
 
+import copy
 import os
 import sys
 
@@ -124,9 +139,11 @@ B = 2
 TEMP = 2
 PATCH = 128
 CONC_W, SWITCH_W, SELF_W, INTER_W = 0.3, 0.1, 1.0, 1.0
-MEAN = torch.tensor([0.485, 0.456, 0.406], dtype=torch.float64).view(1, 3, 1, 1)
-STD = torch.tensor([0.229, 0.224, 0.225], dtype=torch.float64).view(1, 3, 1, 1)
+DT = torch.float64  # the reference precision
+MEAN = (0.485, 0.456, 0.406)
+STD = (0.229, 0.224, 0.225)
 MAXW = {}
+AE_GAIN = 6**0.5  # default-init conv weights times sqrt(6): He variance, so the random decoder is not constant
 
 
 # ----------------------------------------------------------------------------------- inputs
@@ -164,12 +181,16 @@ def make_inputs(seed):
     return (st(w_ref), st(w_tar)), (st(m_ref), st(m_tar))
 
 
-def make_params(seed):
+def make_params(seed, bn_w=(0.05, 0.15)):
     torch.manual_seed(seed)
     enc = ResNet(Basic, [2, 2, 2, 2], (1, 2, 1, 1), 1 / 16)
-    randomise_bn(enc, w=(0.05, 0.15), b=(-0.05, 0.05))
+    randomise_bn(enc, w=bn_w, b=(-0.05, 0.05))
     torch.manual_seed(seed + 1)
     ae_enc, ae_dec = Encoder(8, 16, 32), Decoder(8, 16, 32)
+    with torch.no_grad():
+        for m in list(ae_enc.modules()) + list(ae_dec.modules()):
+            if isinstance(m, nn.Conv2d):
+                m.weight.mul_(AE_GAIN)
     for p in list(ae_enc.parameters()) + list(ae_dec.parameters()):
         p.requires_grad_(False)
     return enc, ae_enc, ae_dec
@@ -206,7 +227,7 @@ def l1_loss(pred2, gt2, thr, pred1=None, gt1=None):
 
 
 def identity_grid(b, h, w):
-    theta = torch.tensor([[1.0, 0, 0], [0, 1.0, 0]], dtype=torch.float64).expand(b, 2, 3)
+    theta = torch.tensor([[1.0, 0, 0], [0, 1.0, 0]], dtype=DT).expand(b, 2, 3)
     return F.affine_grid(theta, (b, 1, h, w), align_corners=True)  # [B, h, w, 2] (x, y)
 
 
@@ -279,10 +300,12 @@ def batch_contrastive(f_q, f_k, v):
 # ----------------------------------------------------------------------------------- the step
 def step(enc, ae_enc, ae_dec, ref_u8, tar_u8, main, lab, thr):
     """One forward; returns (terms dict, debug dict, per-sample dict)."""
-    x_ref = (ref_u8.double() - 128) / 128
-    x_tar = (tar_u8.double() - 128) / 128
-    g_ref = ((x_ref + 1) / 2 - MEAN) / STD
-    g_tar = ((x_tar + 1) / 2 - MEAN) / STD
+    x_ref = (ref_u8.to(DT) - 128) / 128
+    x_tar = (tar_u8.to(DT) - 128) / 128
+    mean = torch.tensor(MEAN, dtype=DT).view(1, 3, 1, 1)
+    std = torch.tensor(STD, dtype=DT).view(1, 3, 1, 1)
+    g_ref = ((x_ref + 1) / 2 - mean) / std
+    g_tar = ((x_tar + 1) / 2 - mean) / std
     f_ref = enc(g_ref)  # [B, 32, 16, 16]
     f_tar = enc(g_tar)  # [B, 32, 16, 16] warm-up, [B, 32, 32, 32] main
     if lab:
@@ -355,26 +378,38 @@ def choose_thr(ps):
     return thr, margin
 
 
-def build(name, enc32, ae_enc32, ae_dec32, ref_u8, tar_u8, main, lab):
+def run(dt, enc32, ae_enc32, ae_dec32, ref_u8, tar_u8, main, lab, thr, backward):
+    """The step at precision dt on copies of the float32 modules; returns (terms, dbg, ps, enc)."""
+    global DT
+    DT = dt
     MAXW.clear()
+    enc = copy.deepcopy(enc32).to(dt).train()
+    ae_e, ae_d = copy.deepcopy(ae_enc32).to(dt), copy.deepcopy(ae_dec32).to(dt)
+    if backward:
+        terms, dbg, ps = step(enc, ae_e, ae_d, ref_u8, tar_u8, main, lab, thr)
+        terms["total"].backward()
+    else:
+        with torch.no_grad():
+            terms, dbg, ps = step(enc, ae_e, ae_d, ref_u8, tar_u8, main, lab, thr)
+    return terms, dbg, ps, enc
+
+
+def build(name, enc32, ae_enc32, ae_dec32, ref_u8, tar_u8, main, lab):
     enc_state = {
         k: v.detach().float().clone() for k, v in enc32.state_dict().items() if not k.endswith("num_batches_tracked")
     }
-    # a throw-away pass (on a copy) to read the per-sample values and choose thr
-    probe = ResNet(Basic, [2, 2, 2, 2], (1, 2, 1, 1), 1 / 16).double()
-    probe.load_state_dict(enc32.state_dict())
-    probe.train()
-    ae_e, ae_d = ae_enc32.double(), ae_dec32.double()
-    with torch.no_grad():
-        _, _, ps = step(probe, ae_e, ae_d, ref_u8, tar_u8, main, lab, None)
+    # a throw-away pass to read the per-sample values and choose thr
+    _, _, ps, _ = run(torch.float64, enc32, ae_enc32, ae_dec32, ref_u8, tar_u8, main, lab, None, False)
     thr, margin = choose_thr(ps)
-
-    enc = ResNet(Basic, [2, 2, 2, 2], (1, 2, 1, 1), 1 / 16).double()
-    enc.load_state_dict(enc32.state_dict())
-    enc.train()
-    MAXW.clear()
-    terms, dbg, ps = step(enc, ae_e, ae_d, ref_u8, tar_u8, main, lab, thr)
-    terms["total"].backward()
+    # float32 sensitivity of this fixture: the same step in float32 (what a float32 port can reach)
+    t32, _, _, e32 = run(torch.float32, enc32, ae_enc32, ae_dec32, ref_u8, tar_u8, main, lab, thr, True)
+    # the reference
+    terms, dbg, ps, enc = run(torch.float64, enc32, ae_enc32, ae_dec32, ref_u8, tar_u8, main, lab, thr, True)
+    g32 = dict(e32.named_parameters())
+    f32_grad = max(
+        ((g32[n].grad.double() - p.grad).abs().max() / p.grad.abs().max()).item() for n, p in enc.named_parameters()
+    )
+    f32_loss = max(abs(t32[k].item() - v.item()) / max(abs(v.item()), 1e-12) for k, v in terms.items())
     for k, v in MAXW.items():
         assert v < 0.9, (name, k, v)
     rejected = {k: [i for i, v in enumerate(vals.tolist()) if v > thr] for k, vals in ps.items()}
@@ -393,6 +428,7 @@ def build(name, enc32, ae_enc32, ae_dec32, ref_u8, tar_u8, main, lab):
     must.update({f"loss.{k}": s(v.item()) for k, v in terms.items()})
     must.update({f"debug.per_sample.{k}": v.float() for k, v in ps.items()})
     must.update({f"check.max_weight.{k}": s(v) for k, v in MAXW.items()})
+    must.update({"check.f32_rel_err.loss": s(f32_loss), "check.f32_rel_err.grad": s(f32_grad)})
     mods = dict(enc.named_modules())
     for bn in bn_names(enc):
         must[f"after.encoder.{bn}.running_mean"] = mods[bn].running_mean.float()
@@ -427,21 +463,24 @@ def build(name, enc32, ae_enc32, ae_dec32, ref_u8, tar_u8, main, lab):
     print(f"  thr {thr:.6f} (margin {margin:.4f}); rejected samples per term: {rejected}")
     print(f"  per-sample: " + ", ".join(f"{k}={[round(x, 5) for x in v.tolist()]}" for k, v in ps.items()))
     print(f"  losses: " + ", ".join(f"{k}={v.item():.6f}" for k, v in terms.items()))
+    print(f"  float32 re-run: worst loss rel err {f32_loss:.2e}, worst grad err / max|grad| {f32_grad:.2e}")
     print(f"  max softmax weights: " + ", ".join(f"{k}={v:.4f}" for k, v in MAXW.items()))
     if main:
         print(f"  center {dbg['center'].tolist()}, box {dbg['box'].tolist()}")
     print(f"  omitted: {omitted}")
-    return {"size": size, "thr": thr, "margin": margin, "rejected": rejected, "omitted": omitted, "maxw": dict(MAXW)}
+    return {"size": size, "thr": thr, "rejected": rejected, "omitted": omitted, "f32": (f32_loss, f32_grad)}
 
 
 if __name__ == "__main__":
     (w_ref, w_tar), (m_ref, m_tar) = make_inputs(20261221)
-    enc32, ae_enc32, ae_dec32 = make_params(20261222)
+    # same conv weights and autoencoder for both phases; only the BN weight range differs
+    warm = make_params(20261222, bn_w=(0.05, 0.2))
+    main_ = make_params(20261222, bn_w=(0.05, 0.15))
     summary = {}
-    for name, ref, tar, main, lab in [
-        ("warmup", w_ref, w_tar, False, False),
-        ("main", m_ref, m_tar, True, False),
-        ("warmup_lab", w_ref, w_tar, False, True),
-        ("main_lab", m_ref, m_tar, True, True),
+    for name, params, ref, tar, main, lab in [
+        ("warmup", warm, w_ref, w_tar, False, False),
+        ("main", main_, m_ref, m_tar, True, False),
+        ("warmup_lab", warm, w_ref, w_tar, False, True),
+        ("main_lab", main_, m_ref, m_tar, True, True),
     ]:
-        summary[name] = build(name, enc32, ae_enc32, ae_dec32, ref, tar, main, lab)
+        summary[name] = build(name, *params, ref, tar, main, lab)
