@@ -11,11 +11,12 @@
 //! Tolerance: `|got − want| ≤ atol + 1e-4·|want|` (f32 against float64):
 //! - loss terms, centre, box and running statistics: `atol = 1e-6` (the forward agrees to about
 //!   1e-6 relative: losses within 7e-7, encoder features within 6e-6 of their maximum);
-//! - gradients: `atol = 2e-3 · max|want|` of each tensor. The backward pass through two
-//!   train-mode BatchNorm passes sums tens of thousands of terms that largely cancel (a BN bias
-//!   gradient is the sum of its channel's upstream gradients), so f32 loses about three digits
-//!   there: the worst element measured is 1.5e-3·max (`layer1.0.bn2.bias`, warm-up in Lab space),
-//!   most tensors are within 3e-4·max. A wrong term or axis changes gradients by O(1).
+//! - gradients: `atol = 2e-4 · max|want|` of each tensor. The backward pass through two
+//!   train-mode BatchNorm passes sums thousands of terms that largely cancel (a BN bias gradient
+//!   is the sum of its channel's upstream gradients), so f32 loses digits there: PyTorch's own
+//!   float32 run of the same step lands up to 1.6e-4·max from the float64 reference
+//!   (`check.f32_rel_err.grad` in the fixtures), and ours within 2e-4·max (1e-4·max fails on a
+//!   few elements). A wrong term, axis or detached path changes gradients by O(1).
 
 use candle_core::{DType, Device, Tensor, Var};
 use candle_nn::{VarBuilder, VarMap};
@@ -32,7 +33,7 @@ fn tol() -> Tolerance {
 
 /// Gradients (see the module docs).
 fn grad_tol() -> Tolerance {
-    Tolerance::COMPOSITE.with_atol_of_max(2e-3)
+    Tolerance::COMPOSITE.with_atol_of_max(2e-4)
 }
 
 fn prefixed(g: &Golden, prefix: &str) -> Result<TensorMap> {
