@@ -6,3 +6,4 @@
 //! from safetensors and PyTorch `.pth` files.
 //!
 //! Not implemented yet: this crate is a placeholder until its issue lands.
+pub mod weights;
