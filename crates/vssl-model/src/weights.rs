@@ -81,8 +81,7 @@ pub fn detect_format(bytes: &[u8]) -> Option<Format> {
 /// Errors name the file and say what is wrong (missing, truncated, unknown format or storage
 /// type, not a tensor dict, ...).
 pub fn load_tensors(path: &Path, device: &Device) -> Result<TensorMap> {
-    let bytes =
-        std::fs::read(path).map_err(|e| Error::file(path, format!("cannot read: {e}")))?;
+    let bytes = std::fs::read(path).map_err(|e| Error::file(path, format!("cannot read: {e}")))?;
     match detect_format(&bytes) {
         Some(Format::Safetensors) => {
             let map = candle_core::safetensors::load_buffer(&bytes, device)
@@ -172,7 +171,11 @@ pub fn load_into_varmap(varmap: &VarMap, tensors: &TensorMap, source: &Path) -> 
             ("shape mismatches", &mismatched),
         ] {
             if !list.is_empty() {
-                msg.push_str(&format!("\n  {title} ({}): {}", list.len(), list.join(", ")));
+                msg.push_str(&format!(
+                    "\n  {title} ({}): {}",
+                    list.len(),
+                    list.join(", ")
+                ));
             }
         }
         return Err(Error::file(source, msg));

@@ -3,6 +3,7 @@
 //! specs resolve in a local cache only.
 //!
 //! Fixtures: `tests/golden/weights.py` (torch 2.9.1) writes `tests/golden/weights/*`.
+#![allow(clippy::unwrap_used)] // helpers panic on failure like the tests that call them
 
 use std::path::{Path, PathBuf};
 
@@ -18,7 +19,9 @@ fn fixture(name: &str) -> PathBuf {
 
 /// A fresh, empty scratch folder under cargo's per-target tmp dir.
 fn scratch(name: &str) -> PathBuf {
-    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("weights").join(name);
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .join("weights")
+        .join(name);
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
     dir
@@ -58,7 +61,10 @@ fn assert_same(got: &TensorMap, want: &TensorMap, what: &str) {
 fn err_string(r: vssl_core::Result<impl std::fmt::Debug>) -> String {
     match r {
         Ok(v) => panic!("expected an error, got {v:?}"),
-        Err(e) => e.to_string(),
+        Err(e) => {
+            eprintln!("error: {e}");
+            e.to_string()
+        }
     }
 }
 
@@ -200,7 +206,10 @@ fn errors_name_the_file_and_say_what_is_wrong() {
     let p = dir.join("cutzip.pth");
     std::fs::write(&p, &zip[..zip.len() / 2]).unwrap();
     let e = err_string(weights::load_tensors(&p, &cpu));
-    assert!(e.contains("cutzip.pth") && e.contains("bad zip archive"), "{e}");
+    assert!(
+        e.contains("cutzip.pth") && e.contains("bad zip archive"),
+        "{e}"
+    );
 
     // Safetensors cut: header claims more than the file holds.
     let st = std::fs::read(fixture("small.safetensors")).unwrap();
@@ -268,8 +277,14 @@ fn load_into_varmap_sets_every_variable() {
     let tensors = bn_model_tensors();
     let vm = VarMap::new();
     let cpu = Device::Cpu;
-    vm.get((4, 3, 3, 3), "conv1.weight", Init::Const(0.), DType::F32, &cpu)
-        .unwrap();
+    vm.get(
+        (4, 3, 3, 3),
+        "conv1.weight",
+        Init::Const(0.),
+        DType::F32,
+        &cpu,
+    )
+    .unwrap();
     for n in ["bn1.weight", "bn1.running_mean", "bn1.running_var"] {
         vm.get(4, n, Init::Const(0.), DType::F32, &cpu).unwrap();
     }
@@ -293,12 +308,21 @@ fn load_into_varmap_sets_every_variable() {
 #[test]
 fn load_into_varmap_lists_missing_unexpected_and_mismatched_keys() {
     let mut tensors = bn_model_tensors();
-    tensors.insert("head.w".into(), Tensor::zeros((2, 2), DType::F32, &Device::Cpu).unwrap());
+    tensors.insert(
+        "head.w".into(),
+        Tensor::zeros((2, 2), DType::F32, &Device::Cpu).unwrap(),
+    );
     tensors.remove("bn1.bias");
     let vm = VarMap::new();
     let cpu = Device::Cpu;
-    vm.get((4, 3, 3, 3), "conv1.weight", Init::Const(0.5), DType::F32, &cpu)
-        .unwrap();
+    vm.get(
+        (4, 3, 3, 3),
+        "conv1.weight",
+        Init::Const(0.5),
+        DType::F32,
+        &cpu,
+    )
+    .unwrap();
     for n in ["bn1.weight", "bn1.bias", "bn1.running_mean"] {
         vm.get(4, n, Init::Const(0.5), DType::F32, &cpu).unwrap();
     }
@@ -311,7 +335,10 @@ fn load_into_varmap_lists_missing_unexpected_and_mismatched_keys() {
         &tensors,
         Path::new("/ckpt/enc.pth"),
     ));
-    assert!(e.starts_with("/ckpt/enc.pth: weights do not match the model"), "{e}");
+    assert!(
+        e.starts_with("/ckpt/enc.pth: weights do not match the model"),
+        "{e}"
+    );
     assert!(
         e.contains("missing keys (2): bn1.bias [4], bn2.weight [7]"),
         "{e}"
@@ -337,20 +364,35 @@ fn save_safetensors_is_atomic_and_round_trips() {
     let path = dir.join("out.safetensors");
     std::fs::write(&path, b"old contents").unwrap();
     weights::save_safetensors(&want, &path).unwrap();
-    assert_same(&weights::load_tensors(&path, &Device::Cpu).unwrap(), &want, "saved");
+    assert_same(
+        &weights::load_tensors(&path, &Device::Cpu).unwrap(),
+        &want,
+        "saved",
+    );
     let names: Vec<_> = std::fs::read_dir(&dir)
         .unwrap()
         .map(|e| e.unwrap().file_name().to_string_lossy().to_string())
         .collect();
-    assert_eq!(names, vec!["out.safetensors"], "no temp file is left behind");
+    assert_eq!(
+        names,
+        vec!["out.safetensors"],
+        "no temp file is left behind"
+    );
     // Views are written as their values.
     let legacy = load("small_legacy.pth");
     weights::save_safetensors(&legacy, &path).unwrap();
-    assert_same(&weights::load_tensors(&path, &Device::Cpu).unwrap(), &want, "views");
+    assert_same(
+        &weights::load_tensors(&path, &Device::Cpu).unwrap(),
+        &want,
+        "views",
+    );
 
     let bad = dir.join("no/such/folder/x.safetensors");
     let e = err_string(weights::save_safetensors(&want, &bad));
-    assert!(e.contains("no/such/folder/x.safetensors") && e.contains("cannot write"), "{e}");
+    assert!(
+        e.contains("no/such/folder/x.safetensors") && e.contains("cannot write"),
+        "{e}"
+    );
 }
 
 /// torchvision's keys and shapes (minus `fc.*`) as the golden script wrote them.
@@ -377,7 +419,10 @@ fn export_torchvision_has_torchvisions_exact_key_set() {
             assert_eq!(dtype, "float32", "{k}");
             let n: usize = shape.iter().product();
             // Deterministic, small, finite values; running_var positive.
-            let v = (Tensor::arange(0u32, n as u32, &cpu).unwrap().to_dtype(DType::F32).unwrap()
+            let v = (Tensor::arange(0u32, n as u32, &cpu)
+                .unwrap()
+                .to_dtype(DType::F32)
+                .unwrap()
                 * (0.37 + i as f64 * 1e-3))
                 .unwrap()
                 .sin()
@@ -403,7 +448,11 @@ fn export_torchvision_has_torchvisions_exact_key_set() {
         let back = weights::load_tensors(&path, &cpu).unwrap();
         let mut want: Vec<_> = keys.iter().map(|(k, _, _)| k.as_str()).collect();
         want.sort();
-        assert_eq!(back.keys().map(String::as_str).collect::<Vec<_>>(), want, "{arch}");
+        assert_eq!(
+            back.keys().map(String::as_str).collect::<Vec<_>>(),
+            want,
+            "{arch}"
+        );
         for (k, shape, dtype) in &keys {
             let t = &back[k];
             assert_eq!(t.dims(), shape.as_slice(), "{arch} {k}");
@@ -426,7 +475,10 @@ fn shared_uvc_autoencoder_legacy_matches_safetensors() {
         "/../../../shared/weights/uvc-lab-autoencoder"
     ));
     if !dir.join("encoder_legacy.pth").exists() {
-        eprintln!("skipping: {} not present", dir.join("encoder_legacy.pth").display());
+        eprintln!(
+            "skipping: {} not present",
+            dir.join("encoder_legacy.pth").display()
+        );
         return;
     }
     for part in ["encoder", "decoder"] {
@@ -445,7 +497,10 @@ fn plain_paths_resolve_as_given() {
     let spec = p.to_str().unwrap();
     assert_eq!(weights::resolve_weights(spec).unwrap(), p);
     let e = err_string(weights::resolve_weights("/no/such/weights.safetensors"));
-    assert!(e.contains("/no/such/weights.safetensors") && e.contains("no such"), "{e}");
+    assert!(
+        e.contains("/no/such/weights.safetensors") && e.contains("no such"),
+        "{e}"
+    );
     let e = err_string(weights::resolve_weights("hf:no-slash"));
     assert!(e.contains("expected hf:ORG/NAME"), "{e}");
 }
@@ -454,7 +509,10 @@ fn plain_paths_resolve_as_given() {
 #[test]
 fn hf_spec_without_hub_feature_says_how_to_enable_it() {
     let e = err_string(weights::resolve_weights("hf:org/name"));
-    assert!(e.contains("hf:org/name") && e.contains("--features hub"), "{e}");
+    assert!(
+        e.contains("hf:org/name") && e.contains("--features hub"),
+        "{e}"
+    );
 }
 
 /// Everything that reads the process environment lives in this one test (env vars are

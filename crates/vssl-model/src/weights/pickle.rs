@@ -521,7 +521,7 @@ impl Machine {
 }
 
 fn pairs(items: Vec<Value>, at: usize) -> PResult<Vec<(Value, Value)>> {
-    if items.len() % 2 != 0 {
+    if !items.len().is_multiple_of(2) {
         return Err(format!("odd number of dict items at byte {at}"));
     }
     let mut out = Vec::with_capacity(items.len() / 2);
@@ -656,8 +656,9 @@ mod tests {
 
     #[test]
     fn memoised_dict_is_seen_filled() {
-        // {} memo0 'k' 1 setitem ; [ get0 ] -> [{'k': 1}]  (protocol 2)
-        let p = b"\x80\x02]q\x00}q\x01X\x01\x00\x00\x00kK\x01sh\x01a.";
+        // [] memo0, {} memo1, append (the empty dict goes into the list), get1, 'k': 1 setitem
+        // (fills the dict through the memo), pop -> the list's dict must be the filled one.
+        let p = b"\x80\x02]q\x00}q\x01ah\x01X\x01\x00\x00\x00kK\x01s0.";
         let mut pos = 0;
         let v = Machine::load(p, &mut pos).map_err(|e| e.to_string());
         let Ok(Value::List(l)) = v else {

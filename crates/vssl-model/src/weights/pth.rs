@@ -128,7 +128,9 @@ fn materialise(
         .size
         .iter()
         .zip(&t.stride)
-        .try_fold(base, |acc, (&n, &s)| acc.checked_add((n - 1).checked_mul(s)?))
+        .try_fold(base, |acc, (&n, &s)| {
+            acc.checked_add((n - 1).checked_mul(s)?)
+        })
         .ok_or_else(shape_err)?;
     if last >= avail {
         return Err(shape_err());
@@ -191,7 +193,11 @@ fn dtype_of(name: &str, s: &StorageRef, path: &Path) -> Result<DType> {
 pub(crate) fn read_zip(bytes: &[u8], path: &Path, device: &Device) -> Result<TensorMap> {
     let zerr = |e: zip::result::ZipError| Error::file(path, format!("bad zip archive: {e}"));
     let mut zip = zip::ZipArchive::new(std::io::Cursor::new(bytes)).map_err(zerr)?;
-    let names: Vec<String> = zip.file_names().filter_map(|n| n.ok()).map(|n| n.to_string()).collect();
+    let names: Vec<String> = zip
+        .file_names()
+        .filter_map(|n| n.ok())
+        .map(|n| n.to_string())
+        .collect();
     let pkl = names
         .iter()
         .filter(|n| n.ends_with("data.pkl"))
@@ -208,7 +214,7 @@ pub(crate) fn read_zip(bytes: &[u8], path: &Path, device: &Device) -> Result<Ten
         let mut f = zip
             .by_name(name)
             .map_err(|e| Error::file(path, format!("zip entry {name:?}: {e}")))?;
-        let mut buf = Vec::with_capacity(f.size() as usize);
+        let mut buf = Vec::with_capacity((f.size() as usize).min(bytes.len()));
         f.read_to_end(&mut buf)
             .map_err(|e| Error::file(path, format!("zip entry {name:?} is unreadable: {e}")))?;
         Ok::<_, Error>(buf)
@@ -228,8 +234,8 @@ pub(crate) fn read_zip(bytes: &[u8], path: &Path, device: &Device) -> Result<Ten
     }
     let pickle = read_entry(&mut zip, &pkl)?;
     let mut pos = 0;
-    let obj = Machine::load(&pickle, &mut pos)
-        .map_err(|e| Error::file(path, format!("{pkl}: {e}")))?;
+    let obj =
+        Machine::load(&pickle, &mut pos).map_err(|e| Error::file(path, format!("{pkl}: {e}")))?;
     let entries = tensor_entries(&obj, path)?;
     let mut storages: HashMap<String, Vec<u8>> = HashMap::new();
     let mut out = TensorMap::new();
@@ -240,7 +246,10 @@ pub(crate) fn read_zip(bytes: &[u8], path: &Path, device: &Device) -> Result<Ten
             let data = read_entry(&mut zip, &entry)?;
             storages.insert(t.storage.key.clone(), data);
         }
-        let data = storages.get(&t.storage.key).map(Vec::as_slice).unwrap_or(&[]);
+        let data = storages
+            .get(&t.storage.key)
+            .map(Vec::as_slice)
+            .unwrap_or(&[]);
         let tensor = materialise(&name, &t, data, dtype, path)?.to_device(device)?;
         out.insert(name, tensor);
     }
@@ -268,7 +277,10 @@ pub(crate) fn read_legacy(bytes: &[u8], path: &Path, device: &Device) -> Result<
         other => {
             return Err(Error::file(
                 path,
-                format!("not a legacy torch file: first pickle is a {}, not torch's magic number", other.kind()),
+                format!(
+                    "not a legacy torch file: first pickle is a {}, not torch's magic number",
+                    other.kind()
+                ),
             ));
         }
     }
@@ -288,9 +300,9 @@ pub(crate) fn read_legacy(bytes: &[u8], path: &Path, device: &Device) -> Result<
         }
     }
     if let Value::Dict(info) = next("sys_info")? {
-        let big = info.borrow().iter().any(|(k, v)| {
-            matches!((k, v), (Value::Str(k), Value::Bool(false)) if k == "little_endian")
-        });
+        let big = info.borrow().iter().any(
+            |(k, v)| matches!((k, v), (Value::Str(k), Value::Bool(false)) if k == "little_endian"),
+        );
         if big {
             return Err(Error::file(
                 path,
@@ -323,7 +335,10 @@ pub(crate) fn read_legacy(bytes: &[u8], path: &Path, device: &Device) -> Result<
     // The element size of each storage, from the tensors that use it.
     let mut esize: HashMap<&str, usize> = HashMap::new();
     for (name, t) in &entries {
-        esize.insert(&t.storage.key, dtype_of(name, &t.storage, path)?.size_in_bytes());
+        esize.insert(
+            &t.storage.key,
+            dtype_of(name, &t.storage, path)?.size_in_bytes(),
+        );
     }
     // Walk the data section; storages no wanted tensor uses are skipped if their element size is
     // known from the object (any tensor of the file), else the walk stops there.
@@ -351,7 +366,10 @@ pub(crate) fn read_legacy(bytes: &[u8], path: &Path, device: &Device) -> Result<
             .ok()
             .and_then(|n| n.checked_mul(es))
             .ok_or_else(|| {
-                Error::file(path, format!("storage {key:?} has a bad element count {count}"))
+                Error::file(
+                    path,
+                    format!("storage {key:?} has a bad element count {count}"),
+                )
             })?;
         let end = count_end.checked_add(len).filter(|&e| e <= bytes.len()).ok_or_else(|| {
             Error::file(
@@ -399,7 +417,10 @@ fn collect_storage_sizes(v: &Value, out: &mut HashMap<String, usize>) {
             }
         }
         Value::Tuple(items) => items.iter().for_each(|i| collect_storage_sizes(i, out)),
-        Value::List(l) => l.borrow().iter().for_each(|i| collect_storage_sizes(i, out)),
+        Value::List(l) => l
+            .borrow()
+            .iter()
+            .for_each(|i| collect_storage_sizes(i, out)),
         Value::Dict(d) => d.borrow().iter().for_each(|(k, v)| {
             collect_storage_sizes(k, out);
             collect_storage_sizes(v, out);
