@@ -6,7 +6,11 @@ Computes, with PyTorch 2.9.1 on the CPU, for four configurations:
   r18_cc   BasicBlock  [2,2,2,2]  (1,2,1,1)      1/16   [2,3,64,48]   ContrastCorr / UVC encoder
   r18_tv   BasicBlock  [2,2,2,2]  (1,2,2,2)      1/16   [2,3,64,64]   torchvision ResNet-18
   r18_crw  BasicBlock  [2,2,2]    (1,2,1)        1/16   [2,3,48,64]   CRW encoder (layer4 removed)
-  r50      Bottleneck  [3,4,6,3]  (1,2,2,2)      1/16   [1,3,64,64]   torchvision ResNet-50 (v1.5)
+  r50      Bottleneck  [3,4,6,3]  (1,2,2,2)      1/32   [2,3,96,96]   torchvision ResNet-50 (v1.5)
+
+(r50 is at width 1/32 with a 96x96 batch of two so that its 3x3 stride-32 map gives train-mode
+BatchNorm 18 values per channel: with one 64x64 image (4 values) batch statistics are so
+ill-conditioned that float32 and float64 disagree in the third digit, in PyTorch as in vssl.)
 
 The network is written here from the torchvision definition (not imported): stem conv 7x7/2 pad 3
 (no bias), BN, ReLU, maxpool 3x3/2 pad 1; BasicBlock (two 3x3 convs) or Bottleneck v1.5 (1x1, 3x3
@@ -167,17 +171,17 @@ def state_f32(model):
 
 
 CONFIGS = {
-    "r18_cc": (Basic, [2, 2, 2, 2], (1, 2, 1, 1), [2, 3, 64, 48]),
-    "r18_tv": (Basic, [2, 2, 2, 2], (1, 2, 2, 2), [2, 3, 64, 64]),
-    "r18_crw": (Basic, [2, 2, 2], (1, 2, 1), [2, 3, 48, 64]),
-    "r50": (Bottle, [3, 4, 6, 3], (1, 2, 2, 2), [1, 3, 64, 64]),
+    "r18_cc": (Basic, [2, 2, 2, 2], (1, 2, 1, 1), [2, 3, 64, 48], 1 / 16),
+    "r18_tv": (Basic, [2, 2, 2, 2], (1, 2, 2, 2), [2, 3, 64, 64], 1 / 16),
+    "r18_crw": (Basic, [2, 2, 2], (1, 2, 1), [2, 3, 48, 64], 1 / 16),
+    "r50": (Bottle, [3, 4, 6, 3], (1, 2, 2, 2), [2, 3, 96, 96], 1 / 32),
 }
 
 
 def make(cfg, seed):
-    block, blocks, strides, shape = CONFIGS[cfg]
+    block, blocks, strides, shape, width = CONFIGS[cfg]
     torch.manual_seed(seed)
-    model = ResNet(block, blocks, strides, 1 / 16)
+    model = ResNet(block, blocks, strides, width)
     randomise_bn(model)
     x = torch.randn(*shape)
     return model, x

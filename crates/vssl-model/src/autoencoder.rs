@@ -15,14 +15,16 @@
 //! are built from loaded tensors and are therefore constants: no gradient reaches their weights,
 //! while gradients do flow through the decoder to its input (the copied features).
 
+use std::path::Path;
+
 use candle_core::{DType, Device, Module, Tensor};
 use candle_nn::{Conv2d, Conv2dConfig, Init, VarBuilder, VarMap};
 use serde::{Deserialize, Serialize};
 use vssl_core::ops::pad::reflection_pad2d;
 use vssl_core::{Error, Result};
 
-/// Tensors by name, as read from a weights file.
-pub type TensorMap = std::collections::BTreeMap<String, Tensor>;
+pub use crate::weights::TensorMap;
+use crate::weights::load_tensors;
 
 /// Channel widths `(a, b, c)` of the autoencoder's three scales.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -243,5 +245,29 @@ impl Autoencoder {
                 .unwrap_or_default()
         };
         Self::from_tensors(widths, tensors(&enc), tensors(&dec), device)
+    }
+
+    /// Loads the published weights (full widths) from an encoder file and a decoder file, each
+    /// safetensors or a PyTorch `.pth` (zip or legacy format), e.g. the files of
+    /// `../shared/weights/uvc-lab-autoencoder/`.
+    ///
+    /// # Errors
+    /// [`Error::File`] naming the file when it cannot be read or is not that half of the
+    /// autoencoder (a missing tensor or a wrong shape is named).
+    pub fn load(encoder: &Path, decoder: &Path, device: &Device) -> Result<Self> {
+        let widths = AutoencoderWidths::default();
+        let vb = |m: TensorMap| {
+            let m: std::collections::HashMap<String, Tensor> =
+                m.into_iter().map(|(k, v)| (k, v.detach())).collect();
+            VarBuilder::from_tensors(m, DType::F32, device)
+        };
+        let enc = LabEncoder::new(widths, vb(load_tensors(encoder, device)?))
+            .map_err(|e| Error::file(encoder, format!("not a UVC Lab encoder: {e}")))?;
+        let dec = LabDecoder::new(widths, vb(load_tensors(decoder, device)?))
+            .map_err(|e| Error::file(decoder, format!("not a UVC Lab decoder: {e}")))?;
+        Ok(Self {
+            encoder: enc,
+            decoder: dec,
+        })
     }
 }

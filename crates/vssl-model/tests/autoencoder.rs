@@ -89,30 +89,35 @@ fn shared_weights() -> PathBuf {
 #[test]
 fn real_uvc_weights_match_pytorch_when_present() -> Result<()> {
     let dir = shared_weights();
-    let (enc, dec) = (
-        dir.join("encoder.safetensors"),
-        dir.join("decoder.safetensors"),
-    );
-    if !enc.exists() || !dec.exists() {
+    if !dir.join("encoder_legacy.pth").exists() || !dir.join("encoder.safetensors").exists() {
         eprintln!("skipping: {} not present", dir.display());
         return Ok(());
     }
-    let load = |p: &PathBuf| -> Result<TensorMap> {
-        Ok(candle_core::safetensors::load(p, &Device::Cpu)?
-            .into_iter()
-            .collect())
-    };
-    let ae = Autoencoder::from_tensors(
-        AutoencoderWidths::default(),
-        load(&enc)?,
-        load(&dec)?,
-        &Device::Cpu,
-    )?;
     let g = Golden::workspace("autoencoder_shared")?;
     let tol = Tolerance::COMPOSITE;
-    let e = ae.encoder.forward(&g.f32("input")?)?;
-    assert_close("shared enc.out", &e, &g.f32("enc.out")?, tol)?;
-    let d = ae.decoder.forward(&e)?;
-    assert_close("shared dec.out", &d, &g.f32("dec.out")?, tol)?;
+    // The published legacy `.pth` files and their safetensors conversion both load.
+    for (enc, dec) in [
+        ("encoder_legacy.pth", "decoder_legacy.pth"),
+        ("encoder.safetensors", "decoder.safetensors"),
+    ] {
+        let ae = Autoencoder::load(&dir.join(enc), &dir.join(dec), &Device::Cpu)?;
+        let e = ae.encoder.forward(&g.f32("input")?)?;
+        assert_close(&format!("{enc} enc.out"), &e, &g.f32("enc.out")?, tol)?;
+        let d = ae.decoder.forward(&e)?;
+        assert_close(&format!("{dec} dec.out"), &d, &g.f32("dec.out")?, tol)?;
+    }
+    // Halves swapped: the error names the file and the tensor it lacks.
+    let e = Autoencoder::load(
+        &dir.join("decoder.safetensors"),
+        &dir.join("encoder.safetensors"),
+        &Device::Cpu,
+    )
+    .map(|_| ())
+    .expect_err("swapped halves")
+    .to_string();
+    assert!(
+        e.contains("decoder.safetensors") && e.contains("not a UVC Lab encoder"),
+        "{e}"
+    );
     Ok(())
 }

@@ -1,7 +1,7 @@
 //! ResNet encoders against torchvision-layout PyTorch models (`tests/golden/resnet.py`): eval-mode
 //! and train-mode outputs, every parameter's gradient, the input's gradient and the running
 //! statistics after one train-mode forward, for the ContrastCorr, torchvision and CRW variants of
-//! ResNet-18 and for ResNet-50, at width 1/16. Tolerance: `Tolerance::COMPOSITE` (rtol 1e-4,
+//! ResNet-18 and for ResNet-50, at width 1/16 (ResNet-50 at 1/32). Tolerance: `Tolerance::COMPOSITE` (rtol 1e-4,
 //! atol 1e-6·max|want|), f32 against float64.
 
 use candle_core::{DType, Device, Tensor, Var};
@@ -10,10 +10,10 @@ use vssl_core::Result;
 use vssl_core::testing::{Golden, Tolerance, assert_all_vars_have_grads, assert_close, named_vars};
 use vssl_model::{Depth, ResNet, ResNetConfig, is_trainable};
 
-/// Absolute part (× max|want|) for train-mode outputs and gradients: batch statistics over few
-/// values (stride-32 maps are 2×2) amplify f32 rounding of the convolutions, and gradients sum
-/// thousands of products.
-const TRAIN_ATOL: f64 = 1e-3;
+/// Absolute part (× max|want|) for train-mode outputs, gradients and running statistics: batch
+/// statistics over few values (stride-32 maps are 2×2) amplify f32 rounding of the convolutions,
+/// and gradients sum thousands of products. (Eval-mode outputs use `Tolerance::COMPOSITE`.)
+const TRAIN_ATOL: f64 = 1e-4;
 
 fn build(cfg: &ResNetConfig) -> Result<(VarMap, ResNet)> {
     let varmap = VarMap::new();
@@ -87,7 +87,7 @@ fn check(name: &str, cfg: ResNetConfig, train_atol_of_max: f64) -> Result<()> {
             &format!("{name} {pname} after"),
             var.as_tensor(),
             &g.f32(&format!("train.after.{pname}"))?,
-            tol,
+            train_tol,
         )?;
     }
     Ok(())
@@ -118,9 +118,11 @@ fn r18_crw_matches_pytorch() -> Result<()> {
 
 #[test]
 fn r50_matches_pytorch() -> Result<()> {
-    let cfg = ResNetConfig::torchvision(Depth::R50).with_width(1.0 / 16.0);
-    assert_eq!(cfg.out_channels(), 128);
-    check("r50", cfg, TRAIN_ATOL)
+    let cfg = ResNetConfig::torchvision(Depth::R50).with_width(1.0 / 32.0);
+    assert_eq!(cfg.out_channels(), 64);
+    // ResNet-50's gradients pass 16 train-mode BatchNorms on small maps: PyTorch's own float32 run
+    // lands 2.0e-4·max from float64 here (ResNet-18s: ≤ 1.1e-5), so the bound is 10× looser.
+    check("r50", cfg, 1e-3)
 }
 
 #[test]
@@ -173,5 +175,56 @@ fn bad_configs_and_inputs_are_clear_errors() -> Result<()> {
         .expect_err("one channel")
         .to_string();
     assert!(e.contains("[1, 1, 32, 32]"), "{e}");
+    Ok(())
+}
+
+/// torchvision's state-dict keys, shapes and dtypes (written by `tests/golden/weights.py`).
+fn torchvision_keys(arch: &str) -> Result<Vec<(String, Vec<usize>, String)>> {
+    let path = vssl_core::testing::golden_dir().join(format!("weights/{arch}_keys.json"));
+    let text =
+        std::fs::read_to_string(&path).map_err(|e| vssl_core::Error::file(&path, e.to_string()))?;
+    serde_json::from_str(&text).map_err(|e| vssl_core::Error::file(&path, e.to_string()))
+}
+
+#[test]
+fn export_gives_torchvisions_keys_and_loads_back() -> Result<()> {
+    use vssl_model::weights::{TensorMap, export_torchvision, load_into_varmap, load_tensors};
+    let dir = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("resnet-export");
+    std::fs::create_dir_all(&dir).map_err(|e| vssl_core::Error::file(&dir, e.to_string()))?;
+    for (arch, cfg) in [
+        ("resnet18", ResNetConfig::contrastcorr(Depth::R18)),
+        ("resnet18_crw", ResNetConfig::crw(Depth::R18)),
+        ("resnet50", ResNetConfig::torchvision(Depth::R50)),
+    ] {
+        let (varmap, net) = build(&cfg)?;
+        let map: TensorMap = named_vars(&varmap)
+            .into_iter()
+            .map(|(n, v)| (n, v.as_tensor().clone()))
+            .collect();
+        let path = dir.join(format!("{arch}.safetensors"));
+        export_torchvision(&map, &path)?;
+        let back = load_tensors(&path, &Device::Cpu)?;
+        let mut got: Vec<(String, Vec<usize>, String)> = back
+            .iter()
+            .map(|(k, t)| (k.clone(), t.dims().to_vec(), format!("{:?}", t.dtype())))
+            .collect();
+        got.sort();
+        let mut want: Vec<(String, Vec<usize>, String)> = torchvision_keys(arch)?
+            .into_iter()
+            .map(|(k, s, d)| {
+                let d = if d == "int64" { "I64" } else { "F32" };
+                (k, s, d.to_string())
+            })
+            .collect();
+        want.sort();
+        assert_eq!(got, want, "{arch}: exported keys differ from torchvision's");
+        // The file loads back into a fresh network, which then computes the same features.
+        let (varmap2, net2) = build(&cfg)?;
+        load_into_varmap(&varmap2, &back, &path)?;
+        let x = Tensor::randn(0f32, 1.0, (1, 3, 32, 32), &Device::Cpu)?;
+        let (a, b) = (net.forward_t(&x, false)?, net2.forward_t(&x, false)?);
+        let d = (a - b)?.abs()?.max_all()?.to_scalar::<f32>()?;
+        assert_eq!(d, 0.0, "{arch}");
+    }
     Ok(())
 }

@@ -641,3 +641,52 @@ fn crop(
     let grid = affine_grid(&theta, (b, c, out.0, out.1), align_corners)?;
     grid_sample(x, &grid, align_corners)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use candle_core::Var;
+
+    /// `center2bbox` at the borders (never reached by the golden fixtures, whose centres lie
+    /// mid-frame): shifted inward at left/top, truncated at right/bottom, clamped coordinates
+    /// constant; values equal to `vssl_data::track::center_to_box`.
+    #[test]
+    fn box_rule_at_the_borders() -> Result<()> {
+        let centres = [[3.0f32, 30.0], [40.0, 2.0], [70.0, 77.5], [20.0, 20.0]];
+        let c = Var::from_vec(centres.concat(), (4, 2), &Device::Cpu)?;
+        let b = center_to_box(c.as_tensor(), (32, 32), (80, 80))?;
+        let got = b.to_vec2::<f32>()?;
+        for (i, [cx, cy]) in centres.iter().enumerate() {
+            let want = vssl_data::track::center_to_box(*cx, *cy, 32.0, 80.0, 80.0);
+            assert_eq!(
+                got[i],
+                vec![want.x1, want.x2, want.y1, want.y2],
+                "centre {i}"
+            );
+        }
+        // Left shifted: l = 0, r = 32; truncated right: r = 80 < l + 32.
+        assert_eq!(got[0][..2], [0.0, 32.0]);
+        assert_eq!(got[2][..2], [54.0, 80.0]);
+        // d(Σ box)/d(centre): each free coordinate contributes 1, a clamped one 0.
+        let g = b.sum_all()?.backward()?;
+        let g = g.get(c.as_tensor()).expect("gradient").to_vec2::<f32>()?;
+        // centre 0: x clamped on both sides of l (l = 0 const, r = l + 32 const) → 0; y free → 2.
+        assert_eq!(g[0], vec![0.0, 2.0]);
+        // centre 2: x: l free (1), r truncated (0); y: t free, b truncated.
+        assert_eq!(g[2], vec![1.0, 1.0]);
+        assert_eq!(g[3], vec![2.0, 2.0]);
+        Ok(())
+    }
+
+    /// With `align_corners = false` a crop of an integer box equals slicing.
+    #[test]
+    fn crop_of_an_integer_box_is_a_slice() -> Result<()> {
+        let x = Tensor::arange(0f32, 2.0 * 8.0 * 8.0, &Device::Cpu)?.reshape((1, 2, 8, 8))?;
+        let bbox = Tensor::new(&[[2.0f32, 6.0, 1.0, 5.0]], &Device::Cpu)?;
+        let c = crop(&x, &bbox, 1.0, (4, 4), false)?;
+        let want = x.narrow(2, 1, 4)?.narrow(3, 2, 4)?;
+        let d = (c - want)?.abs()?.max_all()?.to_scalar::<f32>()?;
+        assert!(d < 1e-5, "{d}");
+        Ok(())
+    }
+}

@@ -62,12 +62,7 @@ fn autoencoder(dir: &Path) -> Result<(Autoencoder, &'static str)> {
     );
     let widths = AutoencoderWidths::default();
     if enc.exists() && dec.exists() {
-        let load = |p: &Path| -> Result<_> {
-            Ok(candle_core::safetensors::load(p, &Device::Cpu)?
-                .into_iter()
-                .collect())
-        };
-        let ae = Autoencoder::from_tensors(widths, load(&enc)?, load(&dec)?, &Device::Cpu)?;
+        let ae = Autoencoder::load(&enc, &dec, &Device::Cpu)?;
         Ok((ae, "published UVC weights"))
     } else {
         Ok((
