@@ -200,6 +200,21 @@ fn test(extra: &[String]) -> Result<(), String> {
         "warnings",
     ]);
     run(clippy)?;
+    // Optional features that need no system toolkit (never `cuda`/`metal`): lint and test them too.
+    let mut clippy_hub = cargo();
+    clippy_hub.args([
+        "clippy",
+        "-p",
+        "vssl-model",
+        "--features",
+        "hub",
+        "--all-targets",
+        "--locked",
+        "--",
+        "-D",
+        "warnings",
+    ]);
+    run(clippy_hub)?;
 
     let mut doc = cargo();
     doc.args(["doc", "--workspace", "--no-deps", "--locked"])
@@ -208,48 +223,67 @@ fn test(extra: &[String]) -> Result<(), String> {
 
     let mut tests = cargo();
     tests.args(["test", "--workspace", "--locked"]).args(extra);
-    run_tests(tests)
+    let mut hub = cargo();
+    hub.args([
+        "test",
+        "-p",
+        "vssl-model",
+        "--features",
+        "hub",
+        "--test",
+        "weights",
+        "--locked",
+    ])
+    .args(extra);
+    run_tests(vec![tests, hub])
 }
 
-/// Runs `cargo test`, echoing its output, and closes with one line that sums every test binary's
-/// `test result:` line (the per-binary lines end on doc-test runs that often hold no test).
-fn run_tests(mut cmd: Command) -> Result<(), String> {
+/// Runs each `cargo test` command in turn, echoing its output, and closes with one line that sums
+/// every test binary's `test result:` line (the per-binary lines end on doc-test runs that often
+/// hold no test).
+fn run_tests(cmds: Vec<Command>) -> Result<(), String> {
     use std::io::{BufRead, BufReader};
-    eprintln!("xtask: running {cmd:?}");
-    let mut child = cmd
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .map_err(|e| format!("cannot start cargo test: {e}"))?;
     let (mut passed, mut failed, mut ignored) = (0u64, 0u64, 0u64);
-    if let Some(out) = child.stdout.take() {
-        for line in BufReader::new(out).lines() {
-            let line = line.map_err(|e| format!("cannot read cargo test output: {e}"))?;
-            println!("{line}");
-            if let Some(rest) = line.trim().strip_prefix("test result: ") {
-                for part in rest.split(';') {
-                    let mut words = part.split_whitespace().rev();
-                    let (Some(kind), Some(n)) = (words.next(), words.next()) else {
-                        continue;
-                    };
-                    let n: u64 = n.parse().unwrap_or(0);
-                    match kind {
-                        "passed" => passed += n,
-                        "failed" => failed += n,
-                        "ignored" => ignored += n,
-                        _ => {}
+    let mut failures = Vec::new();
+    for mut cmd in cmds {
+        eprintln!("xtask: running {cmd:?}");
+        let mut child = cmd
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .map_err(|e| format!("cannot start cargo test: {e}"))?;
+        if let Some(out) = child.stdout.take() {
+            for line in BufReader::new(out).lines() {
+                let line = line.map_err(|e| format!("cannot read cargo test output: {e}"))?;
+                println!("{line}");
+                if let Some(rest) = line.trim().strip_prefix("test result: ") {
+                    for part in rest.split(';') {
+                        let mut words = part.split_whitespace().rev();
+                        let (Some(kind), Some(n)) = (words.next(), words.next()) else {
+                            continue;
+                        };
+                        let n: u64 = n.parse().unwrap_or(0);
+                        match kind {
+                            "passed" => passed += n,
+                            "failed" => failed += n,
+                            "ignored" => ignored += n,
+                            _ => {}
+                        }
                     }
                 }
             }
         }
+        let status = child
+            .wait()
+            .map_err(|e| format!("cargo test did not finish: {e}"))?;
+        if !status.success() {
+            failures.push(format!("{cmd:?} failed with {status}"));
+        }
     }
-    let status = child
-        .wait()
-        .map_err(|e| format!("cargo test did not finish: {e}"))?;
     println!("tests: {passed} passed, {failed} failed, {ignored} skipped");
-    if status.success() && failed == 0 {
+    if failures.is_empty() && failed == 0 {
         Ok(())
     } else {
-        Err(format!("cargo test failed with {status}"))
+        Err(format!("cargo test failed: {}", failures.join("; ")))
     }
 }
 
