@@ -17,12 +17,14 @@
 
 use std::path::Path;
 
-use candle_core::{DType, Device, Module, Tensor};
-use candle_nn::{Conv2d, Conv2dConfig, Init, VarBuilder, VarMap};
+use candle_core::{DType, Device, Tensor};
+use candle_nn::{Init, VarBuilder, VarMap};
 use serde::{Deserialize, Serialize};
+use vssl_core::ops::conv::ConvParams;
 use vssl_core::ops::pad::reflection_pad2d;
 use vssl_core::{Error, Result};
 
+use crate::layers::Conv;
 pub use crate::weights::TensorMap;
 use crate::weights::load_tensors;
 
@@ -49,7 +51,7 @@ impl Default for AutoencoderWidths {
 
 /// Reads (or, for [`Autoencoder::random`], creates with PyTorch's default `Conv2d`
 /// initialisation, `U(±1/√fan_in)`) a convolution with bias.
-fn conv(vb: &VarBuilder, name: &str, cin: usize, cout: usize, k: usize) -> Result<Conv2d> {
+fn conv(vb: &VarBuilder, name: &str, cin: usize, cout: usize, k: usize) -> Result<Conv> {
     let vb = vb.pp(name);
     let bound = 1.0 / ((cin * k * k) as f64).sqrt();
     let init = Init::Uniform {
@@ -58,12 +60,12 @@ fn conv(vb: &VarBuilder, name: &str, cin: usize, cout: usize, k: usize) -> Resul
     };
     let weight = vb.get_with_hints((cout, cin, k, k), "weight", init)?;
     let bias = vb.get_with_hints(cout, "bias", init)?;
-    Ok(Conv2d::new(weight, Some(bias), Conv2dConfig::default()))
+    Ok(Conv::new(weight, Some(bias), ConvParams::default()))
 }
 
 /// A reflection-padded 3×3 convolution (`ReflectionPad2d(1)` + `Conv2d(k=3, padding=0)`).
-fn padded(c: &Conv2d, x: &Tensor) -> Result<Tensor> {
-    Ok(c.forward(&reflection_pad2d(x, (1, 1, 1, 1))?)?)
+fn padded(c: &Conv, x: &Tensor) -> Result<Tensor> {
+    c.forward(&reflection_pad2d(x, (1, 1, 1, 1))?)
 }
 
 fn up2(x: &Tensor) -> Result<Tensor> {
@@ -74,8 +76,8 @@ fn up2(x: &Tensor) -> Result<Tensor> {
 /// The encoder half (`encoder3(reduce=True)`).
 #[derive(Debug, Clone)]
 pub struct LabEncoder {
-    convs: [Conv2d; 6],
-    reduce: Conv2d,
+    convs: [Conv; 6],
+    reduce: Conv,
     widths: AutoencoderWidths,
 }
 
@@ -139,8 +141,8 @@ impl LabEncoder {
 /// The decoder half (`decoder3(reduce=True)`).
 #[derive(Debug, Clone)]
 pub struct LabDecoder {
-    expand: Conv2d,
-    convs: [Conv2d; 5],
+    expand: Conv,
+    convs: [Conv; 5],
     widths: AutoencoderWidths,
 }
 
@@ -225,26 +227,55 @@ impl Autoencoder {
         })
     }
 
-    /// A randomly initialised autoencoder (PyTorch's default `Conv2d` initialisation), frozen like
-    /// a loaded one: for benchmarks and tests where the published weights are absent.
+    /// A randomly initialised autoencoder, frozen like a loaded one, for benchmarks and tests where
+    /// the published weights are absent: PyTorch's default `Conv2d` initialisation (weights and
+    /// biases uniform in `±1/√fan_in`) drawn from a SplitMix64 stream of `seed`, so the same seed
+    /// gives the same autoencoder everywhere.
     ///
     /// # Errors
     /// candle's error if the tensors cannot be created on `device`.
-    pub fn random(widths: AutoencoderWidths, device: &Device) -> Result<Self> {
+    pub fn random(widths: AutoencoderWidths, seed: u64, device: &Device) -> Result<Self> {
         let (enc, dec) = (VarMap::new(), VarMap::new());
         LabEncoder::new(widths, VarBuilder::from_varmap(&enc, DType::F32, device))?;
         LabDecoder::new(widths, VarBuilder::from_varmap(&dec, DType::F32, device))?;
-        let tensors = |m: &VarMap| -> TensorMap {
-            m.data()
+        let mut state = seed;
+        let mut next = move || {
+            // SplitMix64 (Steele, Lea and Flood 2014).
+            state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
+            let mut z = state;
+            z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+            z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+            z ^= z >> 31;
+            (z >> 11) as f64 / (1u64 << 53) as f64
+        };
+        let mut tensors = |m: &VarMap| -> Result<TensorMap> {
+            let shapes: std::collections::BTreeMap<String, Vec<usize>> = m
+                .data()
                 .lock()
                 .map(|d| {
                     d.iter()
-                        .map(|(k, v)| (k.clone(), v.as_tensor().clone()))
+                        .map(|(k, v)| (k.clone(), v.dims().to_vec()))
                         .collect()
                 })
-                .unwrap_or_default()
+                .unwrap_or_default();
+            let mut out = TensorMap::new();
+            for (name, dims) in &shapes {
+                let layer = name.trim_end_matches(".weight").trim_end_matches(".bias");
+                let fan_in: usize = shapes
+                    .get(&format!("{layer}.weight"))
+                    .map(|w| w.iter().skip(1).product())
+                    .unwrap_or(1);
+                let bound = 1.0 / (fan_in.max(1) as f64).sqrt();
+                let n: usize = dims.iter().product();
+                let v: Vec<f32> = (0..n)
+                    .map(|_| ((2.0 * next() - 1.0) * bound) as f32)
+                    .collect();
+                out.insert(name.clone(), Tensor::from_vec(v, dims.as_slice(), device)?);
+            }
+            Ok(out)
         };
-        Self::from_tensors(widths, tensors(&enc), tensors(&dec), device)
+        let (e, d) = (tensors(&enc)?, tensors(&dec)?);
+        Self::from_tensors(widths, e, d, device)
     }
 
     /// Loads the published weights (full widths) from an encoder file and a decoder file, each

@@ -8,6 +8,7 @@
 //! in the local Hugging Face cache with the `hub` feature ([`weights`]).
 
 pub mod autoencoder;
+mod layers;
 pub mod resnet;
 pub mod weights;
 

@@ -22,11 +22,14 @@
 //! Initialisation is torchvision's: Kaiming-normal weights (`fan_out`, ReLU gain) for every
 //! convolution, BatchNorm weight 1 and bias 0.
 
-use candle_core::{Module, Tensor};
-use candle_nn::{BatchNorm, BatchNormConfig, Conv2d, Conv2dConfig, Init, VarBuilder};
+use candle_core::Tensor;
+use candle_nn::{BatchNorm, BatchNormConfig, Init, VarBuilder};
 use serde::{Deserialize, Serialize};
+use vssl_core::ops::conv::ConvParams;
 use vssl_core::ops::pool::max_pool2d;
 use vssl_core::{Error, Result};
+
+use crate::layers::Conv;
 
 const OP: &str = "ResNet";
 
@@ -167,21 +170,19 @@ fn conv(
     k: usize,
     stride: usize,
     padding: usize,
-) -> Result<Conv2d> {
+) -> Result<Conv> {
     let fan_out = (cout * k * k) as f64;
     let init = Init::Randn {
         mean: 0.0,
         stdev: (2.0 / fan_out).sqrt(),
     };
     let weight = vb.get_with_hints((cout, cin, k, k), "weight", init)?;
-    let cfg = Conv2dConfig {
-        padding,
+    let params = ConvParams {
         stride,
+        padding,
         dilation: 1,
-        groups: 1,
-        cudnn_fwd_algo: None,
     };
-    Ok(Conv2d::new(weight, None, cfg))
+    Ok(Conv::new(weight, None, params))
 }
 
 fn bn(vb: VarBuilder, c: usize) -> Result<BatchNorm> {
@@ -198,7 +199,7 @@ fn bn(vb: VarBuilder, c: usize) -> Result<BatchNorm> {
 /// `downsample.1`).
 #[derive(Debug, Clone)]
 struct Downsample {
-    conv: Conv2d,
+    conv: Conv,
     bn: BatchNorm,
 }
 
@@ -218,7 +219,7 @@ impl Downsample {
 /// A residual block: basic (two 3×3 convolutions) or bottleneck (1×1, 3×3 with the stride, 1×1).
 #[derive(Debug, Clone)]
 struct Block {
-    convs: Vec<(Conv2d, BatchNorm)>,
+    convs: Vec<(Conv, BatchNorm)>,
     downsample: Option<Downsample>,
 }
 
@@ -280,7 +281,7 @@ impl Block {
 #[derive(Debug, Clone)]
 pub struct ResNet {
     cfg: ResNetConfig,
-    conv1: Conv2d,
+    conv1: Conv,
     bn1: BatchNorm,
     layers: Vec<Vec<Block>>,
 }

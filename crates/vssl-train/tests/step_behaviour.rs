@@ -31,7 +31,7 @@ fn step_with_temp(
         vb,
     )?;
     let colour = if autoencoder {
-        ColourSpace::Autoencoder(Box::new(Autoencoder::random(WIDTHS, &Device::Cpu)?))
+        ColourSpace::Autoencoder(Box::new(Autoencoder::random(WIDTHS, 1, &Device::Cpu)?))
     } else {
         ColourSpace::Lab
     };
@@ -313,7 +313,7 @@ fn bad_batches_are_clear_errors() -> Result<()> {
     )?;
     let e = ContrastCorrStep::new(
         tv,
-        ColourSpace::Autoencoder(Box::new(Autoencoder::random(WIDTHS, &Device::Cpu)?)),
+        ColourSpace::Autoencoder(Box::new(Autoencoder::random(WIDTHS, 1, &Device::Cpu)?)),
         StepConfig::default(),
     )
     .expect_err("stride 32")

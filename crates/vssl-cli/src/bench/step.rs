@@ -82,7 +82,7 @@ fn autoencoder(dir: &Path) -> Result<(Autoencoder, &'static str)> {
         Ok((ae, "published UVC weights"))
     } else {
         Ok((
-            Autoencoder::random(widths, &Device::Cpu)?,
+            Autoencoder::random(widths, 1, &Device::Cpu)?,
             "random weights (published ones absent)",
         ))
     }

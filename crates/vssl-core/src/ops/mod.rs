@@ -10,6 +10,7 @@
 //!   Metal), and exposed as `*_portable` so tests can prove both paths compute the same thing.
 
 pub mod color;
+pub mod conv;
 pub mod grid;
 pub mod local;
 pub mod pad;
