@@ -127,22 +127,52 @@ impl Geom {
     }
 
     /// Unfolds output positions `start .. start + len` of image `x` (`[C, H, W]`) into `cols`
-    /// (`[C·kh·kw, len]`, row-major).
+    /// (`[C·kh·kw, len]`, row-major), one kernel tap (row) per task, an output row's run of
+    /// positions at a time (a contiguous copy at stride 1).
     fn im2col(&self, x: &[f32], start: usize, len: usize, cols: &mut [f32]) {
         let (kh, kw) = (self.kh, self.kw);
+        let (s, pad, d) = (self.p.stride, self.p.padding as isize, self.p.dilation);
         cols[..self.ckk() * len]
             .par_chunks_mut(len)
             .enumerate()
             .for_each(|(r, row)| {
                 let (ch, ki, kj) = (r / (kh * kw), r / kw % kh, r % kw);
                 let plane = &x[ch * self.h * self.w..(ch + 1) * self.h * self.w];
-                for (q, v) in row.iter_mut().enumerate() {
+                let mut q = 0;
+                while q < len {
                     let pos = start + q;
-                    let (oy, ox) = (pos / self.wo, pos % self.wo);
-                    *v = match (self.src(oy, ki, self.h), self.src(ox, kj, self.w)) {
-                        (Some(iy), Some(ix)) => plane[iy * self.w + ix],
-                        _ => 0.0,
-                    };
+                    let (oy, ox0) = (pos / self.wo, pos % self.wo);
+                    let run = (self.wo - ox0).min(len - q);
+                    let out = &mut row[q..q + run];
+                    match self.src(oy, ki, self.h) {
+                        None => out.fill(0.0),
+                        Some(iy) => {
+                            let line = &plane[iy * self.w..(iy + 1) * self.w];
+                            // ix = ox·s − pad + kj·d for ox in ox0 .. ox0 + run.
+                            let off = (kj * d) as isize - pad;
+                            if s == 1 {
+                                let first = ox0 as isize + off;
+                                for (t, v) in out.iter_mut().enumerate() {
+                                    let ix = first + t as isize;
+                                    *v = if ix >= 0 && (ix as usize) < self.w {
+                                        line[ix as usize]
+                                    } else {
+                                        0.0
+                                    };
+                                }
+                            } else {
+                                for (t, v) in out.iter_mut().enumerate() {
+                                    let ix = ((ox0 + t) * s) as isize + off;
+                                    *v = if ix >= 0 && (ix as usize) < self.w {
+                                        line[ix as usize]
+                                    } else {
+                                        0.0
+                                    };
+                                }
+                            }
+                        }
+                    }
+                    q += run;
                 }
             });
     }
@@ -151,6 +181,7 @@ impl Geom {
     /// (`[C, H, W]`), one channel per task.
     fn col2im(&self, cols: &[f32], start: usize, len: usize, dx: &mut [f32]) {
         let (kh, kw) = (self.kh, self.kw);
+        let (s, pad, d) = (self.p.stride, self.p.padding as isize, self.p.dilation);
         dx.par_chunks_mut(self.h * self.w)
             .enumerate()
             .for_each(|(ch, plane)| {
@@ -158,14 +189,22 @@ impl Geom {
                     for kj in 0..kw {
                         let r = (ch * kh + ki) * kw + kj;
                         let row = &cols[r * len..(r + 1) * len];
-                        for (q, &v) in row.iter().enumerate() {
+                        let off = (kj * d) as isize - pad;
+                        let mut q = 0;
+                        while q < len {
                             let pos = start + q;
-                            let (oy, ox) = (pos / self.wo, pos % self.wo);
-                            if let (Some(iy), Some(ix)) =
-                                (self.src(oy, ki, self.h), self.src(ox, kj, self.w))
-                            {
-                                plane[iy * self.w + ix] += v;
+                            let (oy, ox0) = (pos / self.wo, pos % self.wo);
+                            let run = (self.wo - ox0).min(len - q);
+                            if let Some(iy) = self.src(oy, ki, self.h) {
+                                let line = &mut plane[iy * self.w..(iy + 1) * self.w];
+                                for (t, &v) in row[q..q + run].iter().enumerate() {
+                                    let ix = ((ox0 + t) * s) as isize + off;
+                                    if ix >= 0 && (ix as usize) < self.w {
+                                        line[ix as usize] += v;
+                                    }
+                                }
                             }
+                            q += run;
                         }
                     }
                 }
