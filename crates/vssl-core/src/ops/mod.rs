@@ -12,6 +12,7 @@
 pub mod color;
 pub mod grid;
 pub mod local;
+pub mod optim;
 pub mod pad;
 pub mod pool;
 pub mod resize;
