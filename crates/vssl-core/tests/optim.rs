@@ -48,10 +48,22 @@ fn sgd(momentum: f64, dampening: f64, weight_decay: f64, nesterov: bool) -> SgdU
 
 fn cases() -> Vec<(&'static str, Case)> {
     vec![
-        ("adam", Case::Adam(adam(0.9, 0.999, 1e-8, 0.0, false), false)),
-        ("adam_l2", Case::Adam(adam(0.8, 0.99, 1e-6, 0.1, false), true)),
-        ("adamw", Case::Adam(adam(0.9, 0.999, 1e-8, 0.05, true), true)),
-        ("adamw_default", Case::Adam(adam(0.9, 0.999, 1e-8, 0.01, true), false)),
+        (
+            "adam",
+            Case::Adam(adam(0.9, 0.999, 1e-8, 0.0, false), false),
+        ),
+        (
+            "adam_l2",
+            Case::Adam(adam(0.8, 0.99, 1e-6, 0.1, false), true),
+        ),
+        (
+            "adamw",
+            Case::Adam(adam(0.9, 0.999, 1e-8, 0.05, true), true),
+        ),
+        (
+            "adamw_default",
+            Case::Adam(adam(0.9, 0.999, 1e-8, 0.01, true), false),
+        ),
         ("sgd", Case::Sgd(sgd(0.0, 0.0, 0.0, false), false)),
         ("sgd_wd", Case::Sgd(sgd(0.0, 0.0, 1e-2, false), false)),
         ("sgd_momentum", Case::Sgd(sgd(0.9, 0.0, 0.0, false), false)),
@@ -91,7 +103,11 @@ fn run_case(g: &Golden, name: &str, case: Case, portable: bool) -> Result<f64> {
                     if ex && excluded {
                         h.weight_decay = 0.0;
                     }
-                    let f = if portable { adam_update_portable } else { adam_update };
+                    let f = if portable {
+                        adam_update_portable
+                    } else {
+                        adam_update
+                    };
                     f(&p, &grad, &s1, &s2, &h)?;
                 }
                 Case::Sgd(h, ex) => {
@@ -103,7 +119,11 @@ fn run_case(g: &Golden, name: &str, case: Case, portable: bool) -> Result<f64> {
                     if ex && excluded {
                         h.weight_decay = 0.0;
                     }
-                    let f = if portable { sgd_update_portable } else { sgd_update };
+                    let f = if portable {
+                        sgd_update_portable
+                    } else {
+                        sgd_update
+                    };
                     f(&p, &grad, Some(&s1), &h)?;
                 }
                 Case::Lars(h) => {
@@ -112,7 +132,11 @@ fn run_case(g: &Golden, name: &str, case: Case, portable: bool) -> Result<f64> {
                         adapt: !excluded,
                         ..h
                     };
-                    let f = if portable { lars_update_portable } else { lars_update };
+                    let f = if portable {
+                        lars_update_portable
+                    } else {
+                        lars_update
+                    };
                     f(&p, &grad, &s1, &h)?;
                 }
             }
@@ -216,7 +240,10 @@ fn parallel_path_matches_portable_on_a_big_tensor() -> Result<()> {
             }
             finals.push(p.as_tensor().to_vec1::<f32>()?);
         }
-        assert_eq!(finals[0], finals[2], "{name}: the fused path is not deterministic");
+        assert_eq!(
+            finals[0], finals[2],
+            "{name}: the fused path is not deterministic"
+        );
         let fast = Tensor::new(finals[0].as_slice(), &dev)?;
         let port = Tensor::new(finals[1].as_slice(), &dev)?;
         let r = assert_close(name, &fast, &port, Tolerance::SINGLE_OP)?;
@@ -250,7 +277,10 @@ fn errors_name_the_problem() -> Result<()> {
     // Gradient of the wrong shape.
     let g_bad = Tensor::zeros((3, 2), DType::F32, &dev)?;
     let msg = op_msg(adam_update(&p, &g_bad, &m, &v, &h));
-    assert!(msg.contains("adam_update") && msg.contains("[3, 2]"), "{msg}");
+    assert!(
+        msg.contains("adam_update") && msg.contains("[3, 2]"),
+        "{msg}"
+    );
     // State of the wrong shape.
     let m_bad = Var::zeros(6, DType::F32, &dev)?;
     let g = Tensor::ones((2, 3), DType::F32, &dev)?;

@@ -191,7 +191,10 @@ impl Slots {
             {
                 return Err(Error::op(
                     op,
-                    format!("variable {name:?} is listed twice (also as {:?})", other.name),
+                    format!(
+                        "variable {name:?} is listed twice (also as {:?})",
+                        other.name
+                    ),
                 ));
             }
             let state = kinds

@@ -25,7 +25,12 @@ fn never(_: &str) -> bool {
 fn vars(g: &Golden) -> Result<Vec<(String, Var)>> {
     PARAMS
         .iter()
-        .map(|n| Ok((n.to_string(), Var::from_tensor(&g.f32(&format!("init.{n}"))?)?)))
+        .map(|n| {
+            Ok((
+                n.to_string(),
+                Var::from_tensor(&g.f32(&format!("init.{n}"))?)?,
+            ))
+        })
         .collect()
 }
 
@@ -39,15 +44,32 @@ fn build(name: &str, vars: Vec<(String, Var)>) -> Result<Box<dyn Optimizer>> {
         nesterov,
     };
     Ok(match name {
-        "adam" => Box::new(Adam::new(vars, AdamConfig { lr: 1e-2, ..Default::default() }, never)?),
+        "adam" => Box::new(Adam::new(
+            vars,
+            AdamConfig {
+                lr: 1e-2,
+                ..Default::default()
+            },
+            never,
+        )?),
         "adam_l2" => Box::new(Adam::new(
             vars,
-            AdamConfig { lr: 1e-2, beta1: 0.8, beta2: 0.99, eps: 1e-6, weight_decay: 0.1 },
+            AdamConfig {
+                lr: 1e-2,
+                beta1: 0.8,
+                beta2: 0.99,
+                eps: 1e-6,
+                weight_decay: 0.1,
+            },
             excluded,
         )?),
         "adamw" => Box::new(AdamW::new(
             vars,
-            AdamWConfig { lr: 1e-2, weight_decay: 0.05, ..Default::default() },
+            AdamWConfig {
+                lr: 1e-2,
+                weight_decay: 0.05,
+                ..Default::default()
+            },
             excluded,
         )?),
         "adamw_default" => Box::new(AdamW::new(vars, AdamWConfig::default(), never)?),
@@ -58,7 +80,12 @@ fn build(name: &str, vars: Vec<(String, Var)>) -> Result<Box<dyn Optimizer>> {
         "sgd_nesterov" => Box::new(Sgd::new(vars, sgd(0.9, 0.0, 1e-2, true), excluded)?),
         "lars" => Box::new(Lars::new(
             vars,
-            LarsConfig { lr: 0.5, momentum: 0.9, weight_decay: 1e-3, trust_coefficient: 0.02 },
+            LarsConfig {
+                lr: 0.5,
+                momentum: 0.9,
+                weight_decay: 1e-3,
+                trust_coefficient: 0.02,
+            },
             excluded,
         )?),
         other => return Err(Error::op("build", format!("unknown case {other}"))),
@@ -172,7 +199,11 @@ fn state_round_trip_resumes_bit_identically() -> Result<()> {
             opt2.set_lr(lr);
             opt2.step(&grads(&g, &resumed, k)?)?;
         }
-        assert_eq!(snapshot(&full)?, snapshot(&resumed)?, "{case}: resume differs");
+        assert_eq!(
+            snapshot(&full)?,
+            snapshot(&resumed)?,
+            "{case}: resume differs"
+        );
     }
     Ok(())
 }
@@ -196,11 +227,22 @@ fn variables_without_gradient_are_untouched() -> Result<()> {
     let grads = loss.backward()?;
     assert!(grads.get(mean.as_tensor()).is_none());
     let opts: Vec<Box<dyn Optimizer>> = vec![
-        Box::new(Adam::new(named.clone(), AdamConfig { weight_decay: 0.1, ..Default::default() }, never)?),
+        Box::new(Adam::new(
+            named.clone(),
+            AdamConfig {
+                weight_decay: 0.1,
+                ..Default::default()
+            },
+            never,
+        )?),
         Box::new(AdamW::new(named.clone(), AdamWConfig::default(), never)?),
         Box::new(Sgd::new(
             named.clone(),
-            SgdConfig { momentum: 0.9, weight_decay: 0.1, ..Default::default() },
+            SgdConfig {
+                momentum: 0.9,
+                weight_decay: 0.1,
+                ..Default::default()
+            },
             never,
         )?),
         Box::new(Lars::new(named.clone(), LarsConfig::default(), never)?),
@@ -241,16 +283,25 @@ fn load_state_reports_missing_and_mismatched_keys() -> Result<()> {
     let m = msg(opt.load_state(&missing));
     assert!(m.contains("adam.v.c.weight"), "{m}");
     let mut shape = good.clone();
-    shape.insert("adam.m.a.weight".into(), Tensor::zeros((7, 5), DType::F32, &Device::Cpu)?);
+    shape.insert(
+        "adam.m.a.weight".into(),
+        Tensor::zeros((7, 5), DType::F32, &Device::Cpu)?,
+    );
     let m = msg(opt.load_state(&shape));
     assert!(m.contains("adam.m.a.weight") && m.contains("[7, 5]"), "{m}");
     let mut extra = good.clone();
-    extra.insert("adam.m.gone".into(), Tensor::zeros(1, DType::F32, &Device::Cpu)?);
+    extra.insert(
+        "adam.m.gone".into(),
+        Tensor::zeros(1, DType::F32, &Device::Cpu)?,
+    );
     let m = msg(opt.load_state(&extra));
     assert!(m.contains("adam.m.gone"), "{m}");
     // Failed loads changed nothing; keys of other prefixes (model weights) are ignored.
     let mut with_model = good.clone();
-    with_model.insert("model.conv.weight".into(), Tensor::zeros(3, DType::F32, &Device::Cpu)?);
+    with_model.insert(
+        "model.conv.weight".into(),
+        Tensor::zeros(3, DType::F32, &Device::Cpu)?,
+    );
     opt.load_state(&with_model)?;
     let now = opt.state()?;
     for (k, t) in &good {
@@ -261,7 +312,14 @@ fn load_state_reports_missing_and_mismatched_keys() -> Result<()> {
         assert_eq!(same, 0.0, "{k}");
     }
     // An SGD state does not load into Adam; duplicate variables are refused.
-    let sgd = Sgd::new(vs.clone(), SgdConfig { momentum: 0.9, ..Default::default() }, never)?;
+    let sgd = Sgd::new(
+        vs.clone(),
+        SgdConfig {
+            momentum: 0.9,
+            ..Default::default()
+        },
+        never,
+    )?;
     let m = msg(opt.load_state(&sgd.state()?));
     assert!(m.contains("adam.step"), "{m}");
     let mut dup = vs.clone();
@@ -271,5 +329,49 @@ fn load_state_reports_missing_and_mismatched_keys() -> Result<()> {
         Ok(_) => "ok".into(),
     };
     assert!(m.contains("listed twice"), "{m}");
+    Ok(())
+}
+
+/// Timing (not a check): one fused Adam step over ResNet-18's variables against candle-nn's
+/// AdamW. Run with `cargo test -p vssl-train --test optim -- --ignored --nocapture`
+/// (`RAYON_NUM_THREADS=2` for the 2-thread figure of the report).
+#[test]
+#[ignore]
+fn bench_adam_step_resnet18() -> Result<()> {
+    use candle_nn::{Optimizer as _, VarBuilder, VarMap};
+    use vssl_model::{ResNet, ResNetConfig};
+    let dev = Device::Cpu;
+    let varmap = VarMap::new();
+    let vb = VarBuilder::from_varmap(&varmap, DType::F32, &dev);
+    let _net = ResNet::new(&ResNetConfig::default(), vb)?;
+    let named: Vec<(String, Var)> = vssl_core::testing::named_vars(&varmap)
+        .into_iter()
+        .filter(|(n, _)| vssl_model::is_trainable(n))
+        .collect();
+    let n: usize = named.iter().map(|(_, v)| v.elem_count()).sum();
+    let mut grads = GradStore::default();
+    for (_, v) in &named {
+        grads.insert(v.as_tensor(), Tensor::randn(0f32, 1e-3, v.shape(), &dev)?);
+    }
+    let time = |f: &mut dyn FnMut() -> Result<()>| -> Result<f64> {
+        f()?;
+        let t = std::time::Instant::now();
+        for _ in 0..10 {
+            f()?;
+        }
+        Ok(t.elapsed().as_secs_f64() / 10.0)
+    };
+    let mut ours = Adam::new(named.clone(), AdamConfig::default(), never)?;
+    let t_ours = time(&mut || ours.step(&grads))?;
+    let vars: Vec<Var> = named.iter().map(|(_, v)| v.clone()).collect();
+    let mut theirs = candle_nn::AdamW::new(vars, candle_nn::ParamsAdamW::default())?;
+    let t_theirs = time(&mut || Ok(theirs.step(&grads)?))?;
+    println!(
+        "{} tensors, {n} params, RAYON_NUM_THREADS={}: fused Adam {:.4} s/step, candle-nn AdamW {:.4} s/step",
+        named.len(),
+        std::env::var("RAYON_NUM_THREADS").unwrap_or_else(|_| "unset".into()),
+        t_ours,
+        t_theirs
+    );
     Ok(())
 }

@@ -422,7 +422,11 @@ impl LarsConsts {
     }
 }
 
-fn sgd_buffer<'a>(op: &'static str, buf: Option<&'a Var>, h: &SgdUpdate) -> Result<Option<&'a Var>> {
+fn sgd_buffer<'a>(
+    op: &'static str,
+    buf: Option<&'a Var>,
+    h: &SgdUpdate,
+) -> Result<Option<&'a Var>> {
     if h.momentum == 0.0 {
         return Ok(None);
     }
@@ -586,7 +590,11 @@ where
         if dst.len() != src.len() {
             return Err(Error::op(
                 self.op,
-                format!("{} values to update, {} gradient values", dst.len(), src.len()),
+                format!(
+                    "{} values to update, {} gradient values",
+                    dst.len(),
+                    src.len()
+                ),
             )
             .into());
         }
