@@ -5,6 +5,7 @@
 //! training loop follow in later issues.
 
 pub mod contrastcorr;
+pub mod optim;
 
 pub use contrastcorr::{
     ColourSpace, ContrastCorrStep, Method, PairBatch, Phase, StepConfig, StepOptions, StepOutput,
