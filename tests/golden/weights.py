@@ -1,21 +1,24 @@
 """Fixtures for vssl_model::weights (weight import from safetensors and PyTorch .pth files).
 
+The fixtures are PyTorch-format files (what `torch.save` writes, the format of `.pth` files) named
+`*.torch`: the loader detects the format by content, and the project commits no `.pth` file.
+
 Writes the same small random tensors in every format the Rust reader accepts, so the Rust test
 can check that each format loads to exactly the same values:
 
 - `small.safetensors`      reference values (contiguous copies), f32/f64/f16/i64, a 0-d i64 tensor
-- `small_zip.pth`          torch.save(sd, f)                          (zip format, pickle protocol 2)
-- `small_zip_p4.pth`       torch.save(sd, f, pickle_protocol=4)       (zip, protocol-4 opcodes)
-- `small_legacy.pth`       torch.save(sd, f, _use_new_zipfile_serialization=False)
-- `small_legacy_p4.pth`    legacy format with pickle protocol 4
+- `small_zip.torch`          torch.save(sd, f)                          (zip format, pickle protocol 2)
+- `small_zip_p4.torch`       torch.save(sd, f, pickle_protocol=4)       (zip, protocol-4 opcodes)
+- `small_legacy.torch`       torch.save(sd, f, _use_new_zipfile_serialization=False)
+- `small_legacy_p4.torch`    legacy format with pickle protocol 4
   In the .pth files `view.t` is a transposed (non-contiguous) view and `view.slice` /
   `view.row` are a strided slice with a storage offset and a row of the same storage.
-- `ckpt_zip.pth`, `ckpt_legacy.pth`  {'epoch': 3, 'arch': 'resnet18', 'best': 0.5,
+- `ckpt_zip.torch`, `ckpt_legacy.torch`  {'epoch': 3, 'arch': 'resnet18', 'best': 0.5,
   'state_dict': {'module.gray_encoder.<k>': ..., 'module.head.w': ...}} (a ContrastCorr-like
   training checkpoint; the tensors under module.gray_encoder. equal small's `a.*`)
-- `net_zip.pth`            {'net': {...}, 'epoch': 1}
-- `not_tensors_legacy.pth`  {'epoch': 3, 'lr': 0.1, 'names': [...]}: a file without tensors
-- `many_legacy.pth`        300 one-element tensors `t.<i>` = i (memo indices past 255:
+- `net_zip.torch`            {'net': {...}, 'epoch': 1}
+- `not_tensors_legacy.torch`  {'epoch': 3, 'lr': 0.1, 'names': [...]}: a file without tensors
+- `many_legacy.torch`        300 one-element tensors `t.<i>` = i (memo indices past 255:
   LONG_BINPUT / LONG_BINGET)
 - `resnet18_keys.json`, `resnet18_crw_keys.json` (layer4 removed), `resnet50_keys.json`:
   torchvision's state_dict keys minus `fc.*`, as [[key, [shape...], dtype], ...].
@@ -59,10 +62,10 @@ sd["e.empty"] = torch.zeros(0, 3)
 assert not sd["view.t"].is_contiguous() and not sd["view.slice"].is_contiguous()
 
 save_file({k: v.contiguous() for k, v in sd.items()}, path("small.safetensors"))
-torch.save(sd, path("small_zip.pth"))
-torch.save(sd, path("small_zip_p4.pth"), pickle_protocol=4)
-torch.save(sd, path("small_legacy.pth"), _use_new_zipfile_serialization=False)
-torch.save(sd, path("small_legacy_p4.pth"), _use_new_zipfile_serialization=False, pickle_protocol=4)
+torch.save(sd, path("small_zip.torch"))
+torch.save(sd, path("small_zip_p4.torch"), pickle_protocol=4)
+torch.save(sd, path("small_legacy.torch"), _use_new_zipfile_serialization=False)
+torch.save(sd, path("small_legacy_p4.torch"), _use_new_zipfile_serialization=False, pickle_protocol=4)
 
 enc = collections.OrderedDict(
     ("module.gray_encoder." + k[2:], v) for k, v in sd.items() if k.startswith("a.")
@@ -71,16 +74,16 @@ enc["module.head.w"] = torch.randn(2, 2)
 # Module.state_dict() attaches `_metadata` (pickled as BUILD state on the OrderedDict).
 enc._metadata = collections.OrderedDict([("", {"version": 1}), ("module.gray_encoder.bn1", {"version": 2})])
 ckpt = {"epoch": 3, "arch": "resnet18", "best": 0.5, "state_dict": enc}
-torch.save(ckpt, path("ckpt_zip.pth"))
-torch.save(ckpt, path("ckpt_legacy.pth"), _use_new_zipfile_serialization=False)
+torch.save(ckpt, path("ckpt_zip.torch"))
+torch.save(ckpt, path("ckpt_legacy.torch"), _use_new_zipfile_serialization=False)
 torch.save({"net": collections.OrderedDict((k, sd[k]) for k in ["a.conv1.weight", "d.f64"]), "epoch": 1},
-           path("net_zip.pth"))
+           path("net_zip.torch"))
 
-torch.save({"epoch": 3, "lr": 0.1, "names": ["a", "b"]}, path("not_tensors_legacy.pth"),
+torch.save({"epoch": 3, "lr": 0.1, "names": ["a", "b"]}, path("not_tensors_legacy.torch"),
            _use_new_zipfile_serialization=False)
 
 many = collections.OrderedDict((f"t.{i}", torch.tensor([float(i)])) for i in range(300))
-torch.save(many, path("many_legacy.pth"), _use_new_zipfile_serialization=False)
+torch.save(many, path("many_legacy.torch"), _use_new_zipfile_serialization=False)
 
 
 def keys(model, drop=("fc.",)):

@@ -73,15 +73,15 @@ fn every_format_loads_to_the_same_values() {
     let want = load("small.safetensors");
     assert_eq!(want.len(), 13);
     for name in [
-        "small_zip.pth",
-        "small_zip_p4.pth",
-        "small_legacy.pth",
-        "small_legacy_p4.pth",
+        "small_zip.torch",
+        "small_zip_p4.torch",
+        "small_legacy.torch",
+        "small_legacy_p4.torch",
     ] {
         assert_same(&load(name), &want, name);
     }
     // Spot checks against values the script fixed, so the reference itself is right.
-    let l = load("small_legacy.pth");
+    let l = load("small_legacy.torch");
     assert_eq!(
         l["l.i64"].to_vec1::<i64>().unwrap(),
         vec![-3, 0, 5, 1i64 << 40]
@@ -94,7 +94,7 @@ fn every_format_loads_to_the_same_values() {
     assert_eq!(l["e.empty"].dims(), &[0, 3]);
     // Non-contiguous views come out in row-major order: view.t is [5, 3] and its rows are the
     // columns of a [3, 5] base, i.e. view.t^T is contiguous data of the base.
-    for name in ["small_zip.pth", "small_legacy.pth"] {
+    for name in ["small_zip.torch", "small_legacy.torch"] {
         let m = load(name);
         let t = &m["view.t"];
         assert_eq!(t.dims(), &[5, 3]);
@@ -109,8 +109,8 @@ fn every_format_loads_to_the_same_values() {
 fn format_is_detected_by_content_not_extension() {
     let dir = scratch("detect");
     let cases = [
-        ("small_legacy.pth", "legacy.safetensors", Format::PthLegacy),
-        ("small_zip.pth", "zip.bin", Format::PthZip),
+        ("small_legacy.torch", "legacy.safetensors", Format::PthLegacy),
+        ("small_zip.torch", "zip.bin", Format::PthZip),
         ("small.safetensors", "st.pth", Format::Safetensors),
     ];
     let want = load("small.safetensors");
@@ -134,7 +134,7 @@ fn checkpoints_yield_their_state_dict_and_prefixes_strip() {
         .filter_map(|(k, v)| k.strip_prefix("a.").map(|k| (k.to_string(), v.clone())))
         .collect();
     assert_eq!(want.len(), 6);
-    for name in ["ckpt_zip.pth", "ckpt_legacy.pth"] {
+    for name in ["ckpt_zip.torch", "ckpt_legacy.torch"] {
         let all = load(name);
         // The state dict, without `_metadata` or the checkpoint's epoch/arch/best entries.
         let mut keys: Vec<_> = all.keys().cloned().collect();
@@ -145,7 +145,7 @@ fn checkpoints_yield_their_state_dict_and_prefixes_strip() {
         assert_same(&enc, &want, name);
     }
     // `net` is tried after `state_dict` and `model`.
-    let net = load("net_zip.pth");
+    let net = load("net_zip.torch");
     assert_eq!(
         net.keys().collect::<Vec<_>>(),
         vec!["a.conv1.weight", "d.f64"]
@@ -157,7 +157,7 @@ fn checkpoints_yield_their_state_dict_and_prefixes_strip() {
 
 #[test]
 fn many_tensors_exercise_long_memo_indices() {
-    let m = load("many_legacy.pth");
+    let m = load("many_legacy.torch");
     assert_eq!(m.len(), 300);
     for i in [0usize, 1, 255, 256, 299] {
         assert_eq!(
@@ -191,7 +191,7 @@ fn errors_name_the_file_and_say_what_is_wrong() {
     );
 
     // Legacy file cut inside the pickled object, and inside the storage data.
-    let legacy = std::fs::read(fixture("small_legacy.pth")).unwrap();
+    let legacy = std::fs::read(fixture("small_legacy.torch")).unwrap();
     for (cut, expect) in [(300usize, "truncated"), (legacy.len() - 10, "truncated")] {
         let p = dir.join(format!("cut{cut}.pth"));
         std::fs::write(&p, &legacy[..cut]).unwrap();
@@ -202,7 +202,7 @@ fn errors_name_the_file_and_say_what_is_wrong() {
         );
     }
     // Zip archive cut in half: still starts with PK, but the central directory is gone.
-    let zip = std::fs::read(fixture("small_zip.pth")).unwrap();
+    let zip = std::fs::read(fixture("small_zip.torch")).unwrap();
     let p = dir.join("cutzip.pth");
     std::fs::write(&p, &zip[..zip.len() / 2]).unwrap();
     let e = err_string(weights::load_tensors(&p, &cpu));
@@ -233,11 +233,11 @@ fn errors_name_the_file_and_say_what_is_wrong() {
 
     // A pickle without tensors.
     let e = err_string(weights::load_tensors(
-        &fixture("not_tensors_legacy.pth"),
+        &fixture("not_tensors_legacy.torch"),
         &cpu,
     ));
     assert!(
-        e.contains("not_tensors_legacy.pth")
+        e.contains("not_tensors_legacy.torch")
             && e.contains("not a tensor dict")
             && e.contains("\"epoch\" (int)"),
         "{e}"
@@ -264,7 +264,7 @@ fn replace_all(hay: &[u8], from: &[u8], to: &[u8]) -> Vec<u8> {
 
 /// The `a.*` tensors of the fixture, without the `a.` prefix.
 fn bn_model_tensors() -> TensorMap {
-    weights::strip_prefix(load("small_legacy.pth"), "a.")
+    weights::strip_prefix(load("small_legacy.torch"), "a.")
 }
 
 fn var_values(vm: &VarMap, name: &str) -> Vec<u64> {
@@ -379,7 +379,7 @@ fn save_safetensors_is_atomic_and_round_trips() {
         "no temp file is left behind"
     );
     // Views are written as their values.
-    let legacy = load("small_legacy.pth");
+    let legacy = load("small_legacy.torch");
     weights::save_safetensors(&legacy, &path).unwrap();
     assert_same(
         &weights::load_tensors(&path, &Device::Cpu).unwrap(),
