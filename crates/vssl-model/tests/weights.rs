@@ -109,7 +109,11 @@ fn every_format_loads_to_the_same_values() {
 fn format_is_detected_by_content_not_extension() {
     let dir = scratch("detect");
     let cases = [
-        ("small_legacy.torch", "legacy.safetensors", Format::PthLegacy),
+        (
+            "small_legacy.torch",
+            "legacy.safetensors",
+            Format::PthLegacy,
+        ),
         ("small_zip.torch", "zip.bin", Format::PthZip),
         ("small.safetensors", "st.pth", Format::Safetensors),
     ];
