@@ -23,13 +23,13 @@
 //! convolution, BatchNorm weight 1 and bias 0.
 
 use candle_core::Tensor;
-use candle_nn::{BatchNorm, BatchNormConfig, Init, VarBuilder};
+use candle_nn::{Init, VarBuilder};
 use serde::{Deserialize, Serialize};
 use vssl_core::ops::conv::ConvParams;
 use vssl_core::ops::pool::max_pool2d;
 use vssl_core::{Error, Result};
 
-use crate::layers::Conv;
+use crate::layers::{BatchNorm, Conv};
 
 const OP: &str = "ResNet";
 
@@ -186,13 +186,7 @@ fn conv(
 }
 
 fn bn(vb: VarBuilder, c: usize) -> Result<BatchNorm> {
-    let cfg = BatchNormConfig {
-        eps: 1e-5,
-        remove_mean: true,
-        affine: true,
-        momentum: 0.1,
-    };
-    Ok(candle_nn::batch_norm(c, cfg, vb)?)
+    BatchNorm::new(vb, c)
 }
 
 /// The projection shortcut: 1×1 convolution (stride `s`) + BatchNorm (`downsample.0`,
@@ -212,7 +206,7 @@ impl Downsample {
     }
 
     fn forward_t(&self, x: &Tensor, train: bool) -> Result<Tensor> {
-        Ok(self.conv.forward(x)?.apply_t(&self.bn, train)?)
+        self.bn.forward(&self.conv.forward(x)?, train, None, false)
     }
 }
 
@@ -261,19 +255,18 @@ impl Block {
     }
 
     fn forward_t(&self, x: &Tensor, train: bool) -> Result<Tensor> {
-        let mut y = x.clone();
-        let last = self.convs.len() - 1;
-        for (i, (c, b)) in self.convs.iter().enumerate() {
-            y = c.forward(&y)?.apply_t(b, train)?;
-            if i != last {
-                y = y.relu()?;
-            }
-        }
         let identity = match &self.downsample {
             Some(d) => d.forward_t(x, train)?,
             None => x.clone(),
         };
-        Ok((y + identity)?.relu()?)
+        let mut y = x.clone();
+        let last = self.convs.len() - 1;
+        for (i, (c, b)) in self.convs.iter().enumerate() {
+            // The last BatchNorm adds the shortcut; every one is followed by a ReLU.
+            let residual = (i == last).then_some(&identity);
+            y = b.forward(&c.forward(&y)?, train, residual, true)?;
+        }
+        Ok(y)
     }
 }
 
@@ -360,7 +353,9 @@ impl ResNet {
                 format!("input must be [B, 3, H, W] with B ≥ 1, got {dims:?}"),
             ));
         }
-        let mut y = self.conv1.forward(x)?.apply_t(&self.bn1, train)?.relu()?;
+        let mut y = self
+            .bn1
+            .forward(&self.conv1.forward(x)?, train, None, true)?;
         y = max_pool2d(&y, (3, 3), (2, 2), (1, 1))?;
         for stage in &self.layers {
             for block in stage {

@@ -13,6 +13,7 @@ pub mod color;
 pub mod conv;
 pub mod grid;
 pub mod local;
+pub mod norm;
 pub mod optim;
 pub mod pad;
 pub mod pool;
