@@ -84,6 +84,9 @@ enum BenchCmd {
 }
 
 fn main() -> Result<()> {
+    // Training and benchmarks reuse the same large buffers every step: keep freed memory in the
+    // process (see vssl_core::memory).
+    vssl_core::memory::retain_freed_memory();
     match Cli::parse().command {
         Cmd::Train => {
             bail!("`vssl train` is not implemented yet: it lands with the training issue")

@@ -20,6 +20,7 @@ const CASES: &[&str] = &[
 ];
 
 type ConvFn = fn(&Tensor, &Tensor, ConvParams) -> Result<Tensor>;
+type Dims = (usize, usize, usize, usize);
 
 fn check(path: &str, f: ConvFn) -> Result<()> {
     let g = Golden::workspace("conv")?;
@@ -92,20 +93,113 @@ fn constant_weights_get_no_gradient_but_pass_one() -> Result<()> {
     Ok(())
 }
 
+/// Output, input and weight gradients of the kernel against candle's path, for geometries the
+/// golden cases do not reach: many tiles with a partial last one (C·kh·kw = 576 rows), three
+/// images over two threads, a non-square kernel at stride 1 (per-axis padding of the transposed
+/// convolution), a 1×1 convolution with padding (stride 1 but more padding than the kernel
+/// reaches: the `col2im` path), a deep kernel (tiles of the minimum width), stride 2 over
+/// several images, and a 1×1/2 convolution of a 20×21 input (rows and columns left over by the
+/// stride differ: candle's own backward fails there, the portable path works around it), and a
+/// tile of padding only.
 #[test]
-fn big_images_are_tiled() -> Result<()> {
-    // C·kh·kw = 64·9 = 576 rows: a 200×200 output is 40 000 positions, several tiles of
-    // TILE_FLOATS / 576; compare with candle's path.
-    let x = Tensor::randn(0f32, 1.0, (1, 64, 200, 200), &Device::Cpu)?;
-    let w = Tensor::randn(0f32, 0.05, (8, 64, 3, 3), &Device::Cpu)?;
-    let p = ConvParams {
-        stride: 1,
-        padding: 1,
-        dilation: 1,
-    };
-    let a = conv2d(&x, &w, p)?;
-    let b = conv2d_portable(&x, &w, p)?;
-    assert_close("tiled", &a, &b, Tolerance::COMPOSITE)?;
+fn tiled_and_odd_geometries_match_candle() -> Result<()> {
+    let cases: &[(Dims, Dims, ConvParams)] = &[
+        (
+            (1, 64, 61, 67),
+            (8, 64, 3, 3),
+            ConvParams {
+                stride: 1,
+                padding: 1,
+                dilation: 1,
+            },
+        ),
+        (
+            (3, 16, 23, 19),
+            (5, 16, 3, 3),
+            ConvParams {
+                stride: 1,
+                padding: 1,
+                dilation: 1,
+            },
+        ),
+        (
+            (2, 6, 17, 15),
+            (4, 6, 3, 5),
+            ConvParams {
+                stride: 1,
+                padding: 2,
+                dilation: 1,
+            },
+        ),
+        (
+            (2, 6, 9, 8),
+            (5, 6, 1, 1),
+            ConvParams {
+                stride: 1,
+                padding: 1,
+                dilation: 1,
+            },
+        ),
+        (
+            (2, 600, 9, 10),
+            (7, 600, 3, 3),
+            ConvParams {
+                stride: 1,
+                padding: 1,
+                dilation: 1,
+            },
+        ),
+        (
+            (5, 8, 33, 31),
+            (6, 8, 3, 3),
+            ConvParams {
+                stride: 2,
+                padding: 1,
+                dilation: 1,
+            },
+        ),
+        (
+            (3, 8, 20, 21),
+            (6, 8, 1, 1),
+            ConvParams {
+                stride: 2,
+                padding: 0,
+                dilation: 1,
+            },
+        ),
+        // The input gradient's convolution (padding 2, 2049 columns, tiles of 2048 positions)
+        // has a tile that starts on the last column, whose taps all fall in the padding.
+        (
+            (1, 5, 3, 2049),
+            (4, 5, 3, 3),
+            ConvParams {
+                stride: 1,
+                padding: 0,
+                dilation: 1,
+            },
+        ),
+    ];
+    for (i, &(xs, ws, p)) in cases.iter().enumerate() {
+        let x = Var::from_tensor(&Tensor::randn(0f32, 1.0, xs, &Device::Cpu)?)?;
+        let w = Var::from_tensor(&Tensor::randn(0f32, 0.1, ws, &Device::Cpu)?)?;
+        let mut got = Vec::new();
+        for f in [conv2d as ConvFn, conv2d_portable] {
+            let y = f(x.as_tensor(), w.as_tensor(), p)?;
+            let dy = Tensor::ones(y.dims(), DType::F32, &Device::Cpu)?
+                .cumsum(3)?
+                .affine(0.01, -0.05)?
+                .sin()?;
+            let grads = (&y * dy)?.sum_all()?.backward()?;
+            let gx = grads.get(x.as_tensor()).expect("grad x").clone();
+            let gw = grads.get(w.as_tensor()).expect("grad w").clone();
+            got.push((y, gx, gw));
+        }
+        let (a, b) = (&got[0], &got[1]);
+        let tol = Tolerance::COMPOSITE;
+        assert_close(&format!("case {i} out"), &a.0, &b.0, tol)?;
+        assert_close(&format!("case {i} grad_x"), &a.1, &b.1, tol)?;
+        assert_close(&format!("case {i} grad_w"), &a.2, &b.2, tol)?;
+    }
     Ok(())
 }
 

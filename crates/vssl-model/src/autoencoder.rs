@@ -21,10 +21,9 @@ use candle_core::{DType, Device, Tensor};
 use candle_nn::{Init, VarBuilder, VarMap};
 use serde::{Deserialize, Serialize};
 use vssl_core::ops::conv::ConvParams;
-use vssl_core::ops::pad::reflection_pad2d;
+use vssl_core::ops::frozen::{FrozenChain, FrozenLayer};
 use vssl_core::{Error, Result};
 
-use crate::layers::Conv;
 pub use crate::weights::TensorMap;
 use crate::weights::load_tensors;
 
@@ -51,7 +50,7 @@ impl Default for AutoencoderWidths {
 
 /// Reads (or, for [`Autoencoder::random`], creates with PyTorch's default `Conv2d`
 /// initialisation, `U(±1/√fan_in)`) a convolution with bias.
-fn conv(vb: &VarBuilder, name: &str, cin: usize, cout: usize, k: usize) -> Result<Conv> {
+fn conv(vb: &VarBuilder, name: &str, cin: usize, cout: usize, k: usize) -> Result<FrozenLayer> {
     let vb = vb.pp(name);
     let bound = 1.0 / ((cin * k * k) as f64).sqrt();
     let init = Init::Uniform {
@@ -60,24 +59,22 @@ fn conv(vb: &VarBuilder, name: &str, cin: usize, cout: usize, k: usize) -> Resul
     };
     let weight = vb.get_with_hints((cout, cin, k, k), "weight", init)?;
     let bias = vb.get_with_hints(cout, "bias", init)?;
-    Ok(Conv::new(weight, Some(bias), ConvParams::default()))
+    Ok(FrozenLayer::Conv {
+        weight,
+        bias: Some(bias),
+        params: ConvParams::default(),
+    })
 }
 
 /// A reflection-padded 3×3 convolution (`ReflectionPad2d(1)` + `Conv2d(k=3, padding=0)`).
-fn padded(c: &Conv, x: &Tensor) -> Result<Tensor> {
-    c.forward(&reflection_pad2d(x, (1, 1, 1, 1))?)
+fn padded(vb: &VarBuilder, name: &str, cin: usize, cout: usize) -> Result<[FrozenLayer; 2]> {
+    Ok([FrozenLayer::ReflectionPad(1), conv(vb, name, cin, cout, 3)?])
 }
 
-fn up2(x: &Tensor) -> Result<Tensor> {
-    let (_, _, h, w) = x.dims4()?;
-    Ok(x.upsample_nearest2d(2 * h, 2 * w)?)
-}
-
-/// The encoder half (`encoder3(reduce=True)`).
+/// The encoder half (`encoder3(reduce=True)`), run as one [`FrozenChain`].
 #[derive(Debug, Clone)]
 pub struct LabEncoder {
-    convs: [Conv; 6],
-    reduce: Conv,
+    chain: FrozenChain,
     widths: AutoencoderWidths,
 }
 
@@ -88,16 +85,21 @@ impl LabEncoder {
     /// candle's error naming the tensor when one is missing or has the wrong shape.
     pub fn new(widths: AutoencoderWidths, vb: VarBuilder) -> Result<Self> {
         let AutoencoderWidths { a, b, c } = widths;
+        use FrozenLayer::{MaxPool, Relu};
+        let mut layers = vec![conv(&vb, "conv1", 3, 3, 1)?];
+        layers.extend(padded(&vb, "conv2", 3, a)?);
+        layers.push(Relu);
+        layers.extend(padded(&vb, "conv3", a, a)?);
+        layers.extend([Relu, MaxPool(2)]);
+        layers.extend(padded(&vb, "conv4", a, b)?);
+        layers.push(Relu);
+        layers.extend(padded(&vb, "conv5", b, b)?);
+        layers.extend([Relu, MaxPool(2)]);
+        layers.extend(padded(&vb, "conv6", b, c)?);
+        layers.extend([Relu, MaxPool(2)]);
+        layers.extend([conv(&vb, "downsample.1", c, c, 1)?, Relu]);
         Ok(Self {
-            convs: [
-                conv(&vb, "conv1", 3, 3, 1)?,
-                conv(&vb, "conv2", 3, a, 3)?,
-                conv(&vb, "conv3", a, a, 3)?,
-                conv(&vb, "conv4", a, b, 3)?,
-                conv(&vb, "conv5", b, b, 3)?,
-                conv(&vb, "conv6", b, c, 3)?,
-            ],
-            reduce: conv(&vb, "downsample.1", c, c, 1)?,
+            chain: FrozenChain::new(layers)?,
             widths,
         })
     }
@@ -107,12 +109,7 @@ impl LabEncoder {
         self.widths
     }
 
-    /// Colour features of a normalised Lab image `[B, 3, H, W]` (H, W multiples of 8):
-    /// `[B, c, H/8, W/8]`, post-ReLU.
-    ///
-    /// # Errors
-    /// [`Error::Op`] (`LabEncoder`) when `x` is not `[B, 3, H, W]` with `H` and `W` multiples of 8.
-    pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
+    fn check(&self, x: &Tensor) -> Result<()> {
         let dims = x.dims();
         if dims.len() != 4
             || dims[1] != 3
@@ -127,22 +124,33 @@ impl LabEncoder {
                 ),
             ));
         }
-        let [c1, c2, c3, c4, c5, c6] = &self.convs;
-        let y = c1.forward(x)?;
-        let y = padded(c2, &y)?.relu()?;
-        let y = padded(c3, &y)?.relu()?.max_pool2d(2)?;
-        let y = padded(c4, &y)?.relu()?;
-        let y = padded(c5, &y)?.relu()?.max_pool2d(2)?;
-        let y = padded(c6, &y)?.relu()?.max_pool2d(2)?;
-        Ok(self.reduce.forward(&y)?.relu()?)
+        Ok(())
+    }
+
+    /// Colour features of a normalised Lab image `[B, 3, H, W]` (H, W multiples of 8):
+    /// `[B, c, H/8, W/8]`, post-ReLU. One fused op on the CPU ([`FrozenChain::forward`]).
+    ///
+    /// # Errors
+    /// [`Error::Op`] (`LabEncoder`) when `x` is not `[B, 3, H, W]` with `H` and `W` multiples of 8.
+    pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        self.check(x)?;
+        self.chain.forward(x)
+    }
+
+    /// The same, layer by layer ([`FrozenChain::forward_layers`]).
+    ///
+    /// # Errors
+    /// As [`LabEncoder::forward`].
+    pub fn forward_layers(&self, x: &Tensor) -> Result<Tensor> {
+        self.check(x)?;
+        self.chain.forward_layers(x)
     }
 }
 
-/// The decoder half (`decoder3(reduce=True)`).
+/// The decoder half (`decoder3(reduce=True)`), run as one [`FrozenChain`].
 #[derive(Debug, Clone)]
 pub struct LabDecoder {
-    expand: Conv,
-    convs: [Conv; 5],
+    chain: FrozenChain,
     widths: AutoencoderWidths,
 }
 
@@ -153,15 +161,20 @@ impl LabDecoder {
     /// candle's error naming the tensor when one is missing or has the wrong shape.
     pub fn new(widths: AutoencoderWidths, vb: VarBuilder) -> Result<Self> {
         let AutoencoderWidths { a, b, c } = widths;
+        use FrozenLayer::{Relu, Tanh, UpsampleNearest};
+        let mut layers = vec![UpsampleNearest(2), conv(&vb, "upsample.1", c, c, 1)?, Relu];
+        layers.extend(padded(&vb, "conv7", c, b)?);
+        layers.extend([Relu, UpsampleNearest(2)]);
+        layers.extend(padded(&vb, "conv8", b, b)?);
+        layers.push(Relu);
+        layers.extend(padded(&vb, "conv9", b, a)?);
+        layers.extend([Relu, UpsampleNearest(2)]);
+        layers.extend(padded(&vb, "conv10", a, a)?);
+        layers.push(Relu);
+        layers.extend(padded(&vb, "conv11", a, 3)?);
+        layers.push(Tanh);
         Ok(Self {
-            expand: conv(&vb, "upsample.1", c, c, 1)?,
-            convs: [
-                conv(&vb, "conv7", c, b, 3)?,
-                conv(&vb, "conv8", b, b, 3)?,
-                conv(&vb, "conv9", b, a, 3)?,
-                conv(&vb, "conv10", a, a, 3)?,
-                conv(&vb, "conv11", a, 3, 3)?,
-            ],
+            chain: FrozenChain::new(layers)?,
             widths,
         })
     }
@@ -171,12 +184,7 @@ impl LabDecoder {
         self.widths
     }
 
-    /// A normalised Lab image `[B, 3, 8h, 8w]` in `(−1, 1)` from colour features `[B, c, h, w]`.
-    /// Differentiable with respect to `x`.
-    ///
-    /// # Errors
-    /// [`Error::Op`] (`LabDecoder`) when `x` is not `[B, c, h, w]` with the decoder's `c`.
-    pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
+    fn check(&self, x: &Tensor) -> Result<()> {
         let dims = x.dims();
         if dims.len() != 4 || dims[1] != self.widths.c {
             return Err(Error::op(
@@ -184,13 +192,27 @@ impl LabDecoder {
                 format!("input must be [B, {}, h, w], got {dims:?}", self.widths.c),
             ));
         }
-        let [c7, c8, c9, c10, c11] = &self.convs;
-        let y = self.expand.forward(&up2(x)?)?.relu()?;
-        let y = padded(c7, &y)?.relu()?;
-        let y = padded(c8, &up2(&y)?)?.relu()?;
-        let y = padded(c9, &y)?.relu()?;
-        let y = padded(c10, &up2(&y)?)?.relu()?;
-        Ok(padded(c11, &y)?.tanh()?)
+        Ok(())
+    }
+
+    /// A normalised Lab image `[B, 3, 8h, 8w]` in `(−1, 1)` from colour features `[B, c, h, w]`.
+    /// Differentiable with respect to `x`; one fused op on the CPU ([`FrozenChain::forward`]),
+    /// which keeps a bit per ReLU output for the backward pass instead of every intermediate.
+    ///
+    /// # Errors
+    /// [`Error::Op`] (`LabDecoder`) when `x` is not `[B, c, h, w]` with the decoder's `c`.
+    pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        self.check(x)?;
+        self.chain.forward(x)
+    }
+
+    /// The same, layer by layer ([`FrozenChain::forward_layers`]).
+    ///
+    /// # Errors
+    /// As [`LabDecoder::forward`].
+    pub fn forward_layers(&self, x: &Tensor) -> Result<Tensor> {
+        self.check(x)?;
+        self.chain.forward_layers(x)
     }
 }
 

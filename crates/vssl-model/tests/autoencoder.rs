@@ -46,6 +46,45 @@ fn reduced_autoencoder_matches_pytorch() -> Result<()> {
     Ok(())
 }
 
+/// Each half as one fused op equals the same layers run one by one (the golden-tested path):
+/// output, and the gradient each half passes to its input (the encoder's through its max-pools,
+/// which the fused op routes by the argmax it keeps), on sizes with odd feature maps.
+#[test]
+fn fused_halves_equal_their_layers() -> Result<()> {
+    let dev = Device::Cpu;
+    let ae = Autoencoder::random(AutoencoderWidths { a: 6, b: 10, c: 12 }, 3, &dev)?;
+    let tol = Tolerance::COMPOSITE;
+    let img = Var::from_tensor(&candle_core::Tensor::randn(
+        0f32,
+        0.5,
+        (2, 3, 40, 56),
+        &dev,
+    )?)?;
+    let feat = Var::from_tensor(&candle_core::Tensor::randn(0f32, 1.0, (3, 12, 5, 7), &dev)?)?;
+    for (name, x) in [("encoder", &img), ("decoder", &feat)] {
+        let mut results = Vec::new();
+        for fused in [true, false] {
+            let y = match (name, fused) {
+                ("encoder", true) => ae.encoder.forward(x.as_tensor())?,
+                ("encoder", false) => ae.encoder.forward_layers(x.as_tensor())?,
+                (_, true) => ae.decoder.forward(x.as_tensor())?,
+                (_, false) => ae.decoder.forward_layers(x.as_tensor())?,
+            };
+            // A weighting that is not constant, so every position's gradient matters.
+            let w = candle_core::Tensor::ones(y.dims(), candle_core::DType::F32, &dev)?
+                .cumsum(3)?
+                .affine(0.37, 0.0)?
+                .sin()?;
+            let grads = (&y * w)?.sum_all()?.backward()?;
+            let gx = grads.get(x.as_tensor()).expect("input gradient").clone();
+            results.push((y, gx));
+        }
+        assert_close(&format!("{name} out"), &results[0].0, &results[1].0, tol)?;
+        assert_close(&format!("{name} grad"), &results[0].1, &results[1].1, tol)?;
+    }
+    Ok(())
+}
+
 #[test]
 fn bad_inputs_are_clear_errors() -> Result<()> {
     let g = Golden::workspace("autoencoder")?;

@@ -23,7 +23,7 @@
 use candle_core::{CpuStorage, CustomOp2, CustomOp3, DType, Layout, Shape, Tensor};
 use rayon::prelude::*;
 
-use super::{cpu_f32, ensure_f32, fast_cpu};
+use super::{cpu_f32, ensure_f32, fast_cpu, zeroed};
 use crate::{Error, Result, ensure};
 
 const AFFINE: &str = "affine_grid";
@@ -513,7 +513,7 @@ impl CustomOp3 for GridSampleBackward {
         g.check_len(SAMPLE_BWD, "input", input.len(), n_in)?;
         g.check_len(SAMPLE_BWD, "grid", grid.len(), n_grid)?;
         g.check_len(SAMPLE_BWD, "output gradient", gout.len(), g.n * g.c * p)?;
-        let mut buf = vec![0f32; n_in + n_grid];
+        let mut buf = zeroed(n_in + n_grid);
         if g.n * g.c * p == 0 {
             return Ok((CpuStorage::F32(buf), Shape::from(n_in + n_grid)));
         }

@@ -28,7 +28,7 @@ use std::sync::Arc;
 use candle_core::{CpuStorage, Layout, Shape, Tensor};
 use rayon::prelude::*;
 
-use crate::ops::{cpu_f32, ensure_f32, fast_cpu};
+use crate::ops::{cpu_f32, ensure_f32, fast_cpu, zeroed};
 use crate::{Error, Result};
 
 const AFF: &str = "local_affinity";
@@ -502,7 +502,7 @@ fn affinity_kernel(g: &Geom, c: usize, p: &[f32], q: &[f32], fill: f32) -> Vec<f
 ///   (the adjoint, used by the backward passes).
 fn aggregate_kernel(g: &Geom, d: usize, wts: &[f32], v: &[f32], transpose: bool) -> Vec<f32> {
     let hw = g.h * g.w;
-    let mut out = vec![0f32; g.b * hw * d];
+    let mut out = zeroed(g.b * hw * d);
     if out.is_empty() {
         return out;
     }

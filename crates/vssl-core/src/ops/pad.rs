@@ -13,7 +13,7 @@
 use candle_core::{CpuStorage, CustomOp1, DType, Layout, Shape, Tensor};
 use rayon::prelude::*;
 
-use super::{cpu_f32, ensure_f32, fast_cpu};
+use super::{cpu_f32, ensure_f32, fast_cpu, zeroed};
 use crate::{Error, Result};
 
 const OP: &str = "reflection_pad2d";
@@ -80,7 +80,7 @@ fn geom(x: &Tensor, pad: (usize, usize, usize, usize)) -> Result<Geom> {
 
 /// The source index of padded position `i` (in `0..before + n + after`) along an axis of size
 /// `n`, reflecting without repeating the border; needs `before < n` and `after < n`.
-fn reflect(i: usize, before: usize, n: usize) -> usize {
+pub(crate) fn reflect(i: usize, before: usize, n: usize) -> usize {
     if i < before {
         before - i
     } else if i - before < n {
@@ -186,7 +186,7 @@ impl CustomOp1 for ReflectPadBwd {
             g.planes
         );
         let cols: Vec<usize> = (0..wo).map(|j| reflect(j, g.left, g.w)).collect();
-        let mut gx = vec![0f32; g.planes * g.h * g.w];
+        let mut gx = zeroed(g.planes * g.h * g.w);
         if ho * wo > 0 && g.h * g.w > 0 {
             gx.par_chunks_mut(g.h * g.w)
                 .zip(go.par_chunks(ho * wo))

@@ -16,7 +16,7 @@ use std::sync::{Arc, OnceLock};
 use candle_core::{CpuStorage, CustomOp1, CustomOp2, DType, Layout, Shape, Tensor};
 use rayon::prelude::*;
 
-use super::{cpu_f32, ensure_f32, fast_cpu};
+use super::{cpu_f32, ensure_f32, fast_cpu, zeroed};
 use crate::{Error, Result};
 
 const OP: &str = "max_pool2d";
@@ -290,7 +290,7 @@ impl CustomOp2 for MaxPool2dBwd {
                 &recomputed
             }
         };
-        let mut gx = vec![0f32; g.n * g.c * plane_in];
+        let mut gx = zeroed(g.n * g.c * plane_in);
         if plane_in > 0 && plane_out > 0 {
             gx.par_chunks_mut(plane_in)
                 .zip(gout.par_chunks(plane_out))

@@ -21,7 +21,7 @@ use std::sync::Arc;
 use candle_core::{CpuStorage, CustomOp1, Layout, Shape, Tensor};
 use rayon::prelude::*;
 
-use super::{cpu_f32, fast_cpu};
+use super::{cpu_f32, fast_cpu, zeroed};
 use crate::{Error, Result};
 
 const OP_BILINEAR: &str = "resize_bilinear";
@@ -277,7 +277,7 @@ impl CustomOp1 for BilinearBwd {
             (p.ho, p.wo),
             (p.h, p.w),
         )?;
-        let mut dst = vec![0f32; out_dims.iter().product()];
+        let mut dst = zeroed(out_dims.iter().product());
         if !dst.is_empty() {
             dst.par_chunks_mut(p.h * p.w)
                 .zip(grad.par_chunks(p.ho * p.wo))
