@@ -64,6 +64,20 @@ enum BenchCmd {
         #[arg(long, hide = true)]
         child: Option<String>,
     },
+    /// One ResNet-18 training step (torchvision and ContrastCorr variants, batch 2 and 8, 256²)
+    /// side by side with PyTorch (when `python3` imports torch), and the convolution kernel
+    /// against the GEMM it runs on.
+    TrainStep {
+        /// Output file (default target/bench/train_step.json).
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// Timed steps per configuration (after one warm-up step).
+        #[arg(long, default_value_t = 5)]
+        repeats: usize,
+        /// Internal: run one configuration in this process and print its JSON.
+        #[arg(long, hide = true)]
+        child: Option<String>,
+    },
     /// One ContrastCorr training step (forward, backward, Adam) at the paper's sizes, batch 2,
     /// warm-up and main phase, against the official code's time and memory.
     Step {
@@ -106,6 +120,11 @@ fn main() -> Result<()> {
                 repeats,
                 child,
             } => bench::data::run(child, out, repeats.max(1)),
+            BenchCmd::TrainStep {
+                out,
+                repeats,
+                child,
+            } => bench::train_step::run(child, out, repeats.max(1)),
             BenchCmd::Step {
                 out,
                 repeats,

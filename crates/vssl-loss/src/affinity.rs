@@ -115,8 +115,8 @@ pub(crate) fn dims4(t: &Tensor, name: &str) -> Result<(usize, usize, usize, usiz
     }
 }
 
-/// Softmax over the last axis (re-exported for the terms that need it: localisation, the
-/// inter-video transformation), with a real backward pass.
+/// Softmax over the last axis (e.g. localisation over target positions), with a real backward
+/// pass.
 ///
 /// # Errors
 /// As [`vssl_core::ops::softmax::softmax`].

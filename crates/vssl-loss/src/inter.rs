@@ -12,7 +12,9 @@
 use candle_core::Tensor;
 use vssl_core::{Error, Result};
 
-use crate::affinity::{dims4, softmax_last};
+use vssl_core::ops::attention::grouped_attention;
+
+use crate::affinity::dims4;
 
 const OP: &str = "inter_video";
 
@@ -31,6 +33,8 @@ pub struct InterVideo {
 /// (`[B, C_colour, h, w]`), at softmax temperature multiplier `temp`.
 ///
 /// The batch-wide affinity is `[B·N, B·N]` (`N = h·w`): 1 GiB of `f32` at `B = 16`, `N = 1024`.
+/// On the CPU it is computed block by block and never held at once
+/// ([`vssl_core::ops::attention::grouped_attention`]).
 ///
 /// # Errors
 /// [`Error::Op`] (`inter_video`) when the shapes disagree.
@@ -60,25 +64,15 @@ pub fn inter_video(
     let q = rows(f_tar, c)?; // [B·N, C]
     let k = rows(f_ref, c)?; // [B·N, C]
     let v = rows(colour_ref, cc)?; // [B·N, C_colour]
-    let mut logits = q.matmul(&k.t()?)?; // [B·N, B·N]
-    if temp != 1.0 {
-        logits = logits.affine(temp, 0.0)?;
-    }
-    let p = softmax_last(&logits)?; // [B·N, B·N]
-    let reconstruction = p
-        .matmul(&v)? // [B·N, C_colour]
+    // P = softmax_row(temp · Q Kᵀ) [B·N, B·N], computed block by block on the CPU.
+    let att = grouped_attention(&q, &k, &v, temp, b)?;
+    let reconstruction = att
+        .out // [B·N, C_colour]
         .reshape((b, h, w, cc))?
         .permute((0, 3, 1, 2))?
         .contiguous()?;
-    // Mass of every row on each video: [B·N, B]; keep the own video's column.
-    let per_video = p.reshape((b * n, b, n))?.sum(2)?;
-    let mut own = vec![0f32; b * n * b];
-    for r in 0..b * n {
-        own[r * b + r / n] = 1.0;
-    }
-    let own = Tensor::from_vec(own, (b * n, b), p.device())?.to_dtype(p.dtype())?;
-    let own_mass = (per_video * own)?.sum(1)?; // [B·N]
-    let sparsity = own_mass.affine(1.0, -1.0)?.abs()?.mean_all()?;
+    // Own-video mass of every row: [B·N].
+    let sparsity = att.own_mass.affine(1.0, -1.0)?.abs()?.mean_all()?;
     Ok(InterVideo {
         reconstruction,
         sparsity,

@@ -137,7 +137,18 @@ pub struct StepConfig {
     /// Geometry of every sampling grid: `true` is PyTorch 1.1's behaviour, which the reference
     /// was written for; `false` is PyTorch ≥ 1.3's default (crops then equal slicing).
     pub align_corners: bool,
+    /// Main phase with the autoencoder: encode only the window of the target frame that the
+    /// colour crop reads (the box, one cell for the interpolation and a margin of
+    /// [`COLOUR_WINDOW_MARGIN`] cells), not the whole frame. Exact: the encoder's features
+    /// inside the window do not depend on what lies outside it. Turn it off only to compare.
+    pub colour_window: bool,
 }
+
+/// Cells of margin around the colour crop's cells when only a window of the target is encoded.
+/// A window edge changes the autoencoder's features (its reflection padding sees the window,
+/// not the frame) up to 2 cells deep: 2 px after the first two 3×3 convolutions at full
+/// resolution, 3 cells at 1/2 after the next two, 3 at 1/4 after the fifth, 2 at 1/8.
+pub const COLOUR_WINDOW_MARGIN: usize = 3;
 
 impl Default for StepConfig {
     fn default() -> Self {
@@ -153,6 +164,7 @@ impl Default for StepConfig {
             inter_weight: 1.0,
             sparsity_weight: 1.0,
             align_corners: true,
+            colour_window: true,
         }
     }
 }
@@ -438,6 +450,43 @@ impl ContrastCorrStep {
         )
     }
 
+    /// The crop of the target's colour features (`[B, Cc, H, W]` at the encoder's stride) at
+    /// `bbox`: with the autoencoder and [`StepConfig::colour_window`], only a window of the
+    /// target around the boxes is encoded (one size for the batch) and cropped with the same
+    /// sampling positions.
+    fn colour_crop(
+        &self,
+        x_tar: &Tensor,
+        bbox: &Tensor,
+        map: (usize, usize),
+        out: (usize, usize),
+    ) -> Result<Tensor> {
+        let s = self.encoder.output_stride();
+        let ac = self.cfg.align_corners;
+        let window = match &self.colour {
+            ColourSpace::Autoencoder(_) if self.cfg.colour_window => {
+                Window::around(&bbox.to_vec2::<f32>()?, map, COLOUR_WINDOW_MARGIN)
+            }
+            _ => None,
+        };
+        let Some(win) = window else {
+            return crop(&self.colour.encode(x_tar, s)?, bbox, 1.0, out, ac);
+        };
+        let pixels = win
+            .origins
+            .iter()
+            .enumerate()
+            .map(|(i, &(y0, x0))| -> Result<Tensor> {
+                Ok(x_tar
+                    .narrow(0, i, 1)?
+                    .narrow(2, y0 * s, win.size.0 * s)?
+                    .narrow(3, x0 * s, win.size.1 * s)?)
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let colour = self.colour.encode(&Tensor::cat(&pixels, 0)?, s)?; // [B, Cc, wh, ww]
+        crop_in(&colour, bbox, 1.0, out, ac, Some(&win))
+    }
+
     /// Main phase: track the reference patch into the whole target frame, then reconstruct.
     fn main(&self, batch: &PairBatch, opts: &StepOptions) -> Result<StepOutput> {
         let cfg = &self.cfg;
@@ -466,8 +515,7 @@ impl ContrastCorrStep {
 
         // Differentiable crops of the target's features, colour features and Lab image.
         let f_crop = crop(&f_tar, &bbox, 1.0, (hp, wp), ac)?; // [B, C, hp, wp]
-        let colour_tar = self.colour.encode(x_tar, s)?; // [B, Cc, H, W]
-        let colour_crop = crop(&colour_tar, &bbox, 1.0, (hp, wp), ac)?; // [B, Cc, hp, wp]
+        let colour_crop = self.colour_crop(x_tar, &bbox, (ht, wt), (hp, wp))?; // [B, Cc, hp, wp]
         let gt_crop = match &self.colour {
             ColourSpace::Autoencoder(_) => crop(x_tar, &bbox, s as f64, (hp * s, wp * s), ac)?,
             ColourSpace::Lab => colour_crop.clone(),
@@ -621,25 +669,115 @@ fn crop(
     out: (usize, usize),
     align_corners: bool,
 ) -> Result<Tensor> {
+    crop_in(x, bbox, scale, out, align_corners, None)
+}
+
+/// [`crop`], where `x` may be a [`Window`] of the map the box refers to. The sampling positions are those of the crop of the
+/// whole map, shifted into the window: the affine map of the whole map's normalised coordinates
+/// `u` to the window's, `u_w = α·u + β`, is folded into θ (align_corners: index
+/// `(u + 1)(W − 1)/2`, else `((u + 1)W − 1)/2`).
+fn crop_in(
+    x: &Tensor,
+    bbox: &Tensor,
+    scale: f64,
+    out: (usize, usize),
+    align_corners: bool,
+    window: Option<&Window>,
+) -> Result<Tensor> {
     let (b, c, h, w) = x.dims4()?;
     let bx = if scale == 1.0 {
         bbox.clone()
     } else {
         bbox.affine(scale, 0.0)?
     };
-    let (wf, hf) = (w as f64, h as f64);
+    let (map_h, map_w) = window.map_or((h, w), |win| win.map);
+    let (wf, hf) = (map_w as f64, map_h as f64);
     let l = bx.narrow(1, 0, 1)?;
     let r = bx.narrow(1, 1, 1)?;
     let t = bx.narrow(1, 2, 1)?;
     let bo = bx.narrow(1, 3, 1)?;
-    let a = (&r - &l)?.affine(1.0 / wf, 0.0)?; // [B, 1]
-    let cx = (&l + &r)?.affine(1.0 / wf, -1.0)?;
-    let e = (&bo - &t)?.affine(1.0 / hf, 0.0)?;
-    let f = (&t + &bo)?.affine(1.0 / hf, -1.0)?;
+    let mut a = (&r - &l)?.affine(1.0 / wf, 0.0)?; // [B, 1]
+    let mut cx = (&l + &r)?.affine(1.0 / wf, -1.0)?;
+    let mut e = (&bo - &t)?.affine(1.0 / hf, 0.0)?;
+    let mut f = (&t + &bo)?.affine(1.0 / hf, -1.0)?;
+    if let Some(Window { origins, .. }) = window {
+        // Per axis: α and each sample's β for a window of `len` cells at `o` in a map of `full`.
+        let fold = |full: usize, len: usize, o: usize| -> (f64, f64) {
+            let (full, len, o) = (full as f64, len as f64, o as f64);
+            if align_corners {
+                let alpha = (full - 1.0) / (len - 1.0);
+                (alpha, (full - 1.0 - 2.0 * o) / (len - 1.0) - 1.0)
+            } else {
+                (full / len, (full - 2.0 * o) / len - 1.0)
+            }
+        };
+        let (ax, _) = fold(map_w, w, 0);
+        let (ay, _) = fold(map_h, h, 0);
+        let bx_: Vec<f32> = origins
+            .iter()
+            .map(|&(_, x0)| fold(map_w, w, x0).1 as f32)
+            .collect();
+        let by_: Vec<f32> = origins
+            .iter()
+            .map(|&(y0, _)| fold(map_h, h, y0).1 as f32)
+            .collect();
+        let beta_x = Tensor::from_vec(bx_, (b, 1), x.device())?.to_dtype(cx.dtype())?;
+        let beta_y = Tensor::from_vec(by_, (b, 1), x.device())?.to_dtype(f.dtype())?;
+        a = a.affine(ax, 0.0)?;
+        cx = cx.affine(ax, 0.0)?.broadcast_add(&beta_x)?;
+        e = e.affine(ay, 0.0)?;
+        f = f.affine(ay, 0.0)?.broadcast_add(&beta_y)?;
+    }
     let zero = a.zeros_like()?;
     let theta = Tensor::cat(&[a, zero.clone(), cx, zero, e, f], 1)?.reshape((b, 2, 3))?;
     let grid = affine_grid(&theta, (b, c, out.0, out.1), align_corners)?;
     grid_sample(x, &grid, align_corners)
+}
+
+/// A window of the target map (in cells) that holds every cell a box's crop reads, with a
+/// margin; one size for the whole batch, each sample at its own origin.
+#[derive(Debug, Clone, PartialEq)]
+struct Window {
+    /// The whole map's (height, width) in cells.
+    map: (usize, usize),
+    /// The window's (height, width) in cells.
+    size: (usize, usize),
+    /// Each sample's (y0, x0) in cells.
+    origins: Vec<(usize, usize)>,
+}
+
+/// A first and last cell (inclusive) along one axis.
+type Span = (usize, usize);
+
+impl Window {
+    /// The window for boxes `[l, r, t, b]` (cells) on a map of `map` cells, or `None` when it
+    /// would cover more than 3/4 of the map (encoding the whole map is then as cheap) or be
+    /// narrower than 2 cells.
+    fn around(boxes: &[Vec<f32>], map: (usize, usize), margin: usize) -> Option<Self> {
+        // Cells read by bilinear sampling inside [lo, hi] (either corner convention), widened.
+        let span = |lo: f32, hi: f32, len: usize| -> Span {
+            let first = (lo.floor() as isize - 1 - margin as isize).max(0) as usize;
+            let last = ((hi.ceil() as isize + 1 + margin as isize).max(0) as usize).min(len - 1);
+            (first.min(last), last)
+        };
+        let rows: Vec<Span> = boxes.iter().map(|b| span(b[2], b[3], map.0)).collect();
+        let cols: Vec<Span> = boxes.iter().map(|b| span(b[0], b[1], map.1)).collect();
+        let size = |spans: &[Span]| spans.iter().map(|&(a, b)| b + 1 - a).max();
+        let (wh, ww) = (size(&rows)?, size(&cols)?);
+        if wh < 2 || ww < 2 || 4 * wh * ww > 3 * map.0 * map.1 {
+            return None;
+        }
+        let origins = rows
+            .iter()
+            .zip(&cols)
+            .map(|(&(y, _), &(x, _))| (y.min(map.0 - wh), x.min(map.1 - ww)))
+            .collect();
+        Some(Self {
+            map,
+            size: (wh, ww),
+            origins,
+        })
+    }
 }
 
 #[cfg(test)]
@@ -675,6 +813,60 @@ mod tests {
         // centre 2: x: l free (1), r truncated (0); y: t free, b truncated.
         assert_eq!(g[2], vec![1.0, 1.0]);
         assert_eq!(g[3], vec![2.0, 2.0]);
+        Ok(())
+    }
+
+    /// Cropping a window of the map (as the colour window does) samples the same values, with
+    /// the same gradient to the box, as cropping the whole map: both corner conventions, boxes in
+    /// the middle, at the left/top border, truncated at the right/bottom border. (Box sides are
+    /// chosen so that no sample lands exactly on a cell: there the bilinear derivative is
+    /// one-sided and rounding picks the side.)
+    #[test]
+    fn crop_of_a_window_equals_crop_of_the_map() -> Result<()> {
+        let dev = Device::Cpu;
+        let (h, w) = (20usize, 23usize);
+        let map = Tensor::randn(0f32, 1.0, (3, 2, h, w), &dev)?;
+        let boxes = [
+            [6.3f32, 14.3, 5.7, 13.7],
+            [0.0, 7.7, 0.0, 7.9],
+            [16.5, 23.0, 13.2, 20.0],
+        ];
+        for ac in [true, false] {
+            let bv = Var::from_vec(boxes.concat(), (3, 4), &dev)?;
+            let full = crop(&map, bv.as_tensor(), 1.0, (8, 8), ac)?;
+            let rows: Vec<Vec<f32>> = boxes.iter().map(|b| b.to_vec()).collect();
+            let win = Window::around(&rows, (h, w), 1).expect("a window smaller than the map");
+            assert!(win.size.0 < h && win.size.1 < w, "{win:?}");
+            let parts = win
+                .origins
+                .iter()
+                .enumerate()
+                .map(|(i, &(y0, x0))| -> Result<Tensor> {
+                    Ok(map
+                        .narrow(0, i, 1)?
+                        .narrow(2, y0, win.size.0)?
+                        .narrow(3, x0, win.size.1)?)
+                })
+                .collect::<Result<Vec<_>>>()?;
+            let part = Tensor::cat(&parts, 0)?;
+            let bw = Var::from_vec(boxes.concat(), (3, 4), &dev)?;
+            let windowed = crop_in(&part, bw.as_tensor(), 1.0, (8, 8), ac, Some(&win))?;
+            let d = (&full - &windowed)?.abs()?.max_all()?.to_scalar::<f32>()?;
+            assert!(d < 1e-5, "align_corners {ac}: values differ by {d}");
+            let weight = Tensor::randn(0f32, 1.0, full.dims(), &dev)?;
+            let gf = (&full * &weight)?.sum_all()?.backward()?;
+            let gw = (&windowed * &weight)?.sum_all()?.backward()?;
+            let (gf, gw) = (
+                gf.get(bv.as_tensor()).expect("box gradient"),
+                gw.get(bw.as_tensor()).expect("box gradient"),
+            );
+            let d = (gf - gw)?.abs()?.max_all()?.to_scalar::<f32>()?;
+            let scale = gf.abs()?.max_all()?.to_scalar::<f32>()?;
+            assert!(
+                d <= 1e-4 * scale.max(1.0),
+                "align_corners {ac}: box gradients differ by {d}"
+            );
+        }
         Ok(())
     }
 

@@ -7,6 +7,7 @@
 pub mod core;
 pub mod data;
 pub mod step;
+pub mod train_step;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;

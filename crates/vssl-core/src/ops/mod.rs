@@ -9,9 +9,11 @@
 //! - a *portable* path composed of differentiable candle ops, used on every other device (CUDA,
 //!   Metal), and exposed as `*_portable` so tests can prove both paths compute the same thing.
 
+pub mod attention;
 pub mod color;
 pub mod conv;
 pub mod frozen;
+mod gemm;
 pub mod grid;
 pub mod local;
 pub mod norm;
@@ -47,6 +49,20 @@ pub(crate) fn zeroed(len: usize) -> Vec<f32> {
     // SAFETY: every one of the `len` elements of the spare capacity was initialised above.
     unsafe { v.set_len(len) };
     v
+}
+
+/// The `f32` values of a contiguous CPU tensor's storage (outside a `CustomOp`, e.g. in a
+/// backward pass that reads several tensors: hold each `storage_and_layout()` guard while the
+/// slice is used).
+pub(crate) fn storage_f32<'a>(
+    op: &'static str,
+    storage: &'a candle_core::Storage,
+    layout: &Layout,
+) -> candle_core::Result<&'a [f32]> {
+    match storage {
+        candle_core::Storage::Cpu(s) => cpu_f32(op, s, layout),
+        _ => Err(crate::Error::op(op, "expected a CPU tensor").into()),
+    }
 }
 
 /// True when `t` can go through the fast CPU kernels: an `f32` tensor on the CPU.
