@@ -78,8 +78,8 @@ enum BenchCmd {
         #[arg(long, hide = true)]
         child: Option<String>,
     },
-    /// One ContrastCorr training step (forward, backward, Adam) at the paper's sizes, batch 2,
-    /// warm-up and main phase, against the official code's time and memory.
+    /// One ContrastCorr training step (forward, backward, Adam) at the paper's sizes, warm-up
+    /// and main phase, batch 2 and 16, against the official code's time and memory.
     Step {
         /// Output file (default target/bench/step.json).
         #[arg(long)]
@@ -91,6 +91,10 @@ enum BenchCmd {
         /// (random weights of the same shape when absent).
         #[arg(long, default_value = "../shared/weights/uvc-lab-autoencoder")]
         autoencoder: PathBuf,
+        /// Only these configurations (comma-separated: warmup_b2, main_b2, main_b16,
+        /// warmup_b2_lab, main_b2_lab); all by default.
+        #[arg(long, value_delimiter = ',')]
+        configs: Option<Vec<String>>,
         /// Internal: run one configuration in this process and print its JSON.
         #[arg(long, hide = true)]
         child: Option<String>,
@@ -129,8 +133,9 @@ fn main() -> Result<()> {
                 out,
                 repeats,
                 autoencoder,
+                configs,
                 child,
-            } => bench::step::run(child, out, repeats.max(1), autoencoder),
+            } => bench::step::run(child, out, repeats.max(1), autoencoder, configs),
         },
     }
 }

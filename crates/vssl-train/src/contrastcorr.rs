@@ -28,8 +28,9 @@
 //! (the reference passes it separately, always equal); channel dropout is decided by the data
 //! pipeline ([`vssl_data::augment::channel_dropout`]) and passed in, not drawn from a global RNG.
 
-use candle_core::{D, Device, Tensor};
+use candle_core::{Device, Tensor};
 use serde::{Deserialize, Serialize};
+use vssl_core::ops::attention::batched_attention;
 use vssl_core::ops::grid::{affine_grid, grid_sample};
 use vssl_core::ops::softmax::softmax;
 use vssl_core::{Error, Result};
@@ -500,16 +501,13 @@ impl ContrastCorrStep {
         let colour_ref = self.colour.encode(x_ref, s)?; // [B, Cc, hp, wp]
 
         // Localisation: every reference pixel's expected position in the target (softmax over
-        // target positions), averaged into one centre per pair.
-        let aff_full = affinity(&f_ref, &f_tar)?; // [B, Np, Nt]
-        let scaled = if cfg.temp == 1.0 {
-            aff_full
-        } else {
-            aff_full.affine(cfg.temp, 0.0)?
-        };
-        let loc = softmax(&scaled, D::Minus1)?; // [B, Np, Nt]
-        let grid = cell_grid(ht, wt, ac, loc.device())?; // [Nt, 2]
-        let coords = loc.broadcast_matmul(&grid)?; // [B, Np, 2]
+        // target positions of temp · F_refᵀ F_tar, [B, Np, Nt], never held at once on the CPU),
+        // averaged into one centre per pair.
+        let c = f_ref.dim(1)?;
+        let q = f_ref.reshape((b, c, hp * wp))?.transpose(1, 2)?; // [B, Np, C] (a view)
+        let k = f_tar.reshape((b, c, ht * wt))?.transpose(1, 2)?; // [B, Nt, C] (a view)
+        let grid = cell_grid(ht, wt, ac, f_ref.device())?; // [Nt, 2]
+        let coords = batched_attention(&q, &k, &grid, cfg.temp)?; // [B, Np, 2]
         let center = coords.mean(1)?; // [B, 2]
         let bbox = center_to_box(&center, (hp, wp), (ht, wt))?; // [B, 4]: l, r, t, b
 

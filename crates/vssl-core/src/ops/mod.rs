@@ -51,20 +51,6 @@ pub(crate) fn zeroed(len: usize) -> Vec<f32> {
     v
 }
 
-/// The `f32` values of a contiguous CPU tensor's storage (outside a `CustomOp`, e.g. in a
-/// backward pass that reads several tensors: hold each `storage_and_layout()` guard while the
-/// slice is used).
-pub(crate) fn storage_f32<'a>(
-    op: &'static str,
-    storage: &'a candle_core::Storage,
-    layout: &Layout,
-) -> candle_core::Result<&'a [f32]> {
-    match storage {
-        candle_core::Storage::Cpu(s) => cpu_f32(op, s, layout),
-        _ => Err(crate::Error::op(op, "expected a CPU tensor").into()),
-    }
-}
-
 /// True when `t` can go through the fast CPU kernels: an `f32` tensor on the CPU.
 pub(crate) fn fast_cpu(t: &Tensor) -> bool {
     t.device().is_cpu() && t.dtype() == DType::F32
