@@ -35,7 +35,7 @@ use crate::{Error, Result};
 const OP: &str = "conv2d";
 
 /// Scratch budget of one thread's unfolded tile (`C·kh·kw × positions`), in floats: 1 MiB.
-/// Tiles hold at least [`MIN_TILE`] positions, so very deep kernels exceed it.
+/// Tiles hold at least 64 positions, so very deep kernels exceed it.
 pub const TILE_FLOATS: usize = 1 << 18;
 
 /// Fewest output positions per tile (narrower products run far below the GEMM's peak).

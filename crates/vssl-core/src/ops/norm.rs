@@ -155,7 +155,7 @@ fn check_batch(g: &Geom, x: &Tensor) -> Result<()> {
 /// On the CPU for `f32` the fused kernel of this module; elsewhere [`batch_norm_portable`].
 ///
 /// # Errors
-/// [`Error::Op`] (`batch_norm`) naming the shapes when `x` is not `[N, C, *]`, the weight, bias,
+/// [`crate::Error::Op`] (`batch_norm`) naming the shapes when `x` is not `[N, C, *]`, the weight, bias,
 /// given statistics are not `[C]`, the residual does not have `x`'s shape, `eps` is negative or
 /// not finite, or train mode gets one value per channel.
 pub fn batch_norm(
