@@ -35,7 +35,9 @@ use vssl_core::testing::named_vars;
 use vssl_model::{Depth, ResNet, ResNetConfig, is_trainable};
 use vssl_train::optim::{AdamW, AdamWConfig, Optimizer};
 
-use super::{last_json_line, median, out_path, peak_rss_bytes, provenance, run_child, write_json};
+use super::{
+    last_json_line, median, out_path, peak_rss_bytes, provenance, run_child, time_runs, write_json,
+};
 
 /// The PyTorch side, embedded so that the binary can run from anywhere.
 const TORCH_SCRIPT: &str = include_str!("train_step.py");
@@ -184,15 +186,8 @@ fn step_child(variant: &str, b: usize, repeats: usize) -> Result<Value> {
 }
 
 /// Seconds of `f`: median of `repeats` runs after one warm-up run.
-fn time_median(repeats: usize, mut f: impl FnMut() -> Result<()>) -> Result<f64> {
-    f()?;
-    let mut runs = Vec::with_capacity(repeats);
-    for _ in 0..repeats {
-        let t = Instant::now();
-        f()?;
-        runs.push(t.elapsed().as_secs_f64());
-    }
-    Ok(median(&runs))
+fn time_median(repeats: usize, f: impl FnMut() -> Result<()>) -> Result<f64> {
+    Ok(median(&time_runs(repeats, f)?))
 }
 
 /// `c[m×n] = a[m×k] · b[k×n]`, row-major, on `gemm` with its own parallelism.
