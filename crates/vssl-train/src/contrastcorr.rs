@@ -670,10 +670,10 @@ fn crop(
     crop_in(x, bbox, scale, out, align_corners, None)
 }
 
-/// [`crop`], where `x` may be a [`Window`] of the map the box refers to. The sampling positions are those of the crop of the
-/// whole map, shifted into the window: the affine map of the whole map's normalised coordinates
-/// `u` to the window's, `u_w = α·u + β`, is folded into θ (align_corners: index
-/// `(u + 1)(W − 1)/2`, else `((u + 1)W − 1)/2`).
+/// [`crop`], where `x` may be a [`Window`] of the map the box refers to. The sampling positions
+/// are those of the crop of the whole map, shifted into the window: the affine map of the whole
+/// map's normalised coordinates `u` to the window's, `u_w = α·u + β`, is folded into θ
+/// (align_corners: index `(u + 1)(W − 1)/2`, else `((u + 1)W − 1)/2`).
 fn crop_in(
     x: &Tensor,
     bbox: &Tensor,

@@ -14,8 +14,9 @@
 //! running-statistics update.
 //!
 //! On the CPU for `f32` it is a `CustomOp` whose autograd graph keeps only `x`, the output and the
-//! residual (three tensors the network holds anyway), where the same computation in candle ops
-//! keeps about eight tensors of `x`'s size per layer and allocates as many in the backward pass:
+//! residual (the last two are inputs of the next layers anyway), where the same computation in
+//! candle ops keeps about eight tensors of `x`'s size per layer and allocates as many in the
+//! backward pass:
 //!
 //! - forward: one pass for the statistics (per-channel sums shifted by the channel's first value,
 //!   accumulated in `f64` blocks), one pass writing `y`;
@@ -155,9 +156,9 @@ fn check_batch(g: &Geom, x: &Tensor) -> Result<()> {
 /// On the CPU for `f32` the fused kernel of this module; elsewhere [`batch_norm_portable`].
 ///
 /// # Errors
-/// [`crate::Error::Op`] (`batch_norm`) naming the shapes when `x` is not `[N, C, *]`, the weight, bias,
-/// given statistics are not `[C]`, the residual does not have `x`'s shape, `eps` is negative or
-/// not finite, or train mode gets one value per channel.
+/// [`crate::Error::Op`] (`batch_norm`) naming the shapes when `x` is not `[N, C, *]`, the
+/// weight, bias or given statistics are not `[C]`, the residual does not have `x`'s shape, `eps`
+/// is negative or not finite, or train mode gets one value per channel.
 pub fn batch_norm(
     x: &Tensor,
     weight: &Tensor,
