@@ -4,4 +4,14 @@
 //! the official evaluator computes it; PCK for keypoints and mIoU for part labels; baselines and
 //! reports.
 //!
-//! Not implemented yet: this crate is a placeholder until its issue lands.
+//! - [`protocol`]: every knob of the reference evaluation scripts, with the presets
+//!   `contrastcorr`, `uvc` and `crw`;
+//! - [`encoder`]: features from a ResNet (a run's checkpoint, a weights file trained elsewhere,
+//!   random initialisation) or raw Lab pixels;
+//! - [`propagate`]: the streaming propagation engine;
+//! - [`keypoints`]: joints carried as heatmaps.
+
+pub mod encoder;
+pub mod keypoints;
+pub mod propagate;
+pub mod protocol;

@@ -20,6 +20,7 @@ pub mod norm;
 pub mod optim;
 pub mod pad;
 pub mod pool;
+pub mod propagation;
 pub mod resize;
 pub mod softmax;
 pub mod topk;
