@@ -83,7 +83,7 @@ fn joint_kernel_equals_the_dense_path() -> Result<()> {
     let frame = |seed: f64| -> Result<Tensor> { Ok(feats(c, n, seed)?.reshape((c, h, w))?) };
     let lab = |shift: usize| -> Result<Tensor> {
         let v: Vec<f32> = (0..k * n)
-            .map(|i| ((i / n + i % n + shift) % k == 0) as u8 as f32)
+            .map(|i| (i / n + i % n + shift).is_multiple_of(k) as u8 as f32)
             .collect();
         Ok(Tensor::from_vec(v, (k, h, w), &Device::Cpu)?)
     };
@@ -119,6 +119,37 @@ fn joint_kernel_equals_the_dense_path() -> Result<()> {
         let sums = a.sum(0)?.flatten_all()?.to_vec1::<f32>()?;
         assert!(sums.iter().all(|s| (s - 1.0).abs() < 1e-5), "{sums:?}");
     }
+    Ok(())
+}
+
+/// The register-blocked window kernel (Euclidean windows) on maps wider than its 8-node blocks,
+/// with a row length that is not a multiple of 8 and a radius whose window spans blocks.
+#[test]
+fn joint_windows_on_larger_maps_equal_the_dense_path() -> Result<()> {
+    let (c, h, w, k) = (19, 13, 21, 2);
+    let n = h * w;
+    let frame = |seed: f64| -> Result<Tensor> { Ok(feats(c, n, seed)?.reshape((c, h, w))?) };
+    let lab = Tensor::from_vec(
+        (0..k * n)
+            .map(|i| ((i % n) % 3 == i / n) as u8 as f32)
+            .collect::<Vec<_>>(),
+        (k, h, w),
+        &Device::Cpu,
+    )?;
+    let context: Vec<ContextFrame> = [0.3, 0.6]
+        .iter()
+        .map(|&s| -> Result<ContextFrame> {
+            Ok(ContextFrame {
+                features: frame(s)?,
+                labels: lab.clone(),
+                window: Some(LocalWindow::euclidean(5)),
+            })
+        })
+        .collect::<Result<_>>()?;
+    let tgt = frame(0.8)?;
+    let a = propagate_joint(&tgt, &context, 20.0, 10)?;
+    let b = propagate_joint_portable(&tgt, &context, 20.0, 10)?;
+    assert_close("windows", &a, &b, Tolerance::COMPOSITE)?;
     Ok(())
 }
 

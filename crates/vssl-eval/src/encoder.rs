@@ -272,10 +272,10 @@ pub fn checkpoint_file(run: &Path) -> Result<PathBuf> {
             .strip_prefix("checkpoint-")
             .and_then(|s| s.strip_suffix(".safetensors"))
             .and_then(|s| s.parse::<u64>().ok());
-        if let Some(step) = step {
-            if best.as_ref().is_none_or(|(b, _)| step > *b) {
-                best = Some((step, e.path()));
-            }
+        if let Some(step) = step
+            && best.as_ref().is_none_or(|(b, _)| step > *b)
+        {
+            best = Some((step, e.path()));
         }
     }
     best.map(|(_, p)| p).ok_or_else(|| {

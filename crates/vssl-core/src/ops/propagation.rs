@@ -297,10 +297,17 @@ pub fn propagate_joint(
                 sel.offer_rows(&at, n, |_, r| (fi, r));
             }
             Some(win) => {
-                let a = local_affinity(&tgt.unsqueeze(0)?, &f.features.unsqueeze(0)?, win)?; // [1, S, h, w]
-                let s = a.dim(1)?;
-                let v = a.flatten_all()?.to_vec1::<f32>()?;
                 let side = 2 * win.radius + 1;
+                let s = side * side;
+                let v = if win.euclidean && win.radius > 0 {
+                    let t = tgt.flatten_all()?.to_vec1::<f32>()?;
+                    let x = f.features.flatten_all()?.to_vec1::<f32>()?;
+                    window_dots(&t, &x, (c, h, w), win.radius)
+                } else {
+                    local_affinity(&tgt.unsqueeze(0)?, &f.features.unsqueeze(0)?, win)?
+                        .flatten_all()?
+                        .to_vec1::<f32>()?
+                };
                 let r = win.radius as isize;
                 sel.offer_strided(&v, s, n, |j, o| {
                     let (y, x) = ((j / w) as isize, (j % w) as isize);
@@ -514,5 +521,156 @@ impl Selection {
             }
         }
         Ok(out)
+    }
+}
+
+/// Target lanes per register block of [`window_dots`].
+const LANES: usize = 8;
+/// Offsets per register block of [`window_dots`].
+const OFFS: usize = 12;
+
+/// The dot products of every target node of `tgt` (`[C, h, w]`, row-major) with the context
+/// nodes of `ctx` (same shape) at the offsets a Euclidean window of `radius` keeps
+/// (`dx² + dy² < r²`), laid out `[(2r+1)², h·w]` like `local_affinity`; offsets outside the image
+/// or the window are `−∞`.
+///
+/// Register-blocked: 8 target nodes × 12 offsets accumulate over the channels in registers
+/// (AVX2 + FMA when the CPU has them), reading channel planes padded with zeros so that no
+/// bounds are checked in the inner loop.
+fn window_dots(
+    tgt: &[f32],
+    ctx: &[f32],
+    (c, h, w): (usize, usize, usize),
+    radius: usize,
+) -> Vec<f32> {
+    let r = radius;
+    let side = 2 * r + 1;
+    let n = h * w;
+    let wp = w.div_ceil(LANES) * LANES; // padded target row
+    let wq = r + wp + r + OFFS + LANES; // padded context row: r zeros left, room on the right
+    let mut p = vec![0f32; c * h * wp];
+    let mut q = vec![0f32; c * h * wq];
+    for ch in 0..c {
+        for y in 0..h {
+            let src = &tgt[ch * n + y * w..ch * n + (y + 1) * w];
+            p[(ch * h + y) * wp..(ch * h + y) * wp + w].copy_from_slice(src);
+            let src = &ctx[ch * n + y * w..ch * n + (y + 1) * w];
+            q[(ch * h + y) * wq + r..(ch * h + y) * wq + r + w].copy_from_slice(src);
+        }
+    }
+    let mut out = vec![f32::NEG_INFINITY; side * side * n];
+    // One task per target row: writes out[s·n + y·w + x] for its own y only.
+    let rows: Vec<Vec<(usize, usize, f32)>> = (0..h)
+        .into_par_iter()
+        .map(|y| {
+            let mut vals = Vec::new();
+            window_row(&p, &q, (c, h, w, wp, wq), r, y, &mut vals);
+            vals
+        })
+        .collect();
+    for vals in rows {
+        for (s, j, v) in vals {
+            out[s * n + j] = v;
+        }
+    }
+    out
+}
+
+/// Row `y` of [`window_dots`]: pushes `(offset index, target node, value)`.
+fn window_row(
+    p: &[f32],
+    q: &[f32],
+    dims: (usize, usize, usize, usize, usize),
+    r: usize,
+    y: usize,
+    vals: &mut Vec<(usize, usize, f32)>,
+) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
+        {
+            // SAFETY: the CPU supports AVX2 and FMA (checked just above).
+            unsafe { window_row_avx2(p, q, dims, r, y, vals) };
+            return;
+        }
+    }
+    window_row_generic::<false>(p, q, dims, r, y, vals);
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn window_row_avx2(
+    p: &[f32],
+    q: &[f32],
+    dims: (usize, usize, usize, usize, usize),
+    r: usize,
+    y: usize,
+    vals: &mut Vec<(usize, usize, f32)>,
+) {
+    window_row_generic::<true>(p, q, dims, r, y, vals);
+}
+
+#[inline(always)]
+fn window_row_generic<const FMA: bool>(
+    p: &[f32],
+    q: &[f32],
+    (c, h, w, wp, wq): (usize, usize, usize, usize, usize),
+    r: usize,
+    y: usize,
+    vals: &mut Vec<(usize, usize, f32)>,
+) {
+    let side = 2 * r + 1;
+    let ri = r as isize;
+    for dy in -ri..=ri {
+        let yy = y as isize + dy;
+        if yy < 0 || yy >= h as isize {
+            continue;
+        }
+        let yy = yy as usize;
+        // Euclidean window: dx² + dy² < r², a contiguous run of dx.
+        let rem = (ri * ri - dy * dy) as f64;
+        if rem <= 0.0 {
+            continue;
+        }
+        let mut m = rem.sqrt().floor() as isize;
+        if m * m == rem as isize {
+            m -= 1; // strict inequality
+        }
+        let count = (2 * m + 1) as usize;
+        for x0 in (0..w).step_by(LANES) {
+            let mut d0 = 0;
+            while d0 < count {
+                let nd = OFFS.min(count - d0);
+                let mut acc = [[0f32; LANES]; OFFS];
+                for ch in 0..c {
+                    let pr = &p[(ch * h + y) * wp + x0..(ch * h + y) * wp + x0 + LANES];
+                    let qrow = &q[(ch * h + yy) * wq..(ch * h + yy + 1) * wq];
+                    for (o, a) in acc.iter_mut().enumerate().take(nd) {
+                        // context column x + dx, dx = d0 + o − m, stored at + r.
+                        let start = (x0 as isize + (d0 + o) as isize - m + ri) as usize;
+                        let qr = &qrow[start..start + LANES];
+                        for l in 0..LANES {
+                            a[l] = if FMA {
+                                pr[l].mul_add(qr[l], a[l])
+                            } else {
+                                pr[l] * qr[l] + a[l]
+                            };
+                        }
+                    }
+                }
+                for (o, a) in acc.iter().enumerate().take(nd) {
+                    let dx = (d0 + o) as isize - m;
+                    let s = ((dy + ri) as usize) * side + (dx + ri) as usize;
+                    for (l, &v) in a.iter().enumerate() {
+                        let x = x0 + l;
+                        let xx = x as isize + dx;
+                        if x < w && xx >= 0 && xx < w as isize {
+                            vals.push((s, y * w + x, v));
+                        }
+                    }
+                }
+                d0 += nd;
+            }
+        }
     }
 }
