@@ -28,7 +28,7 @@ pub struct Propagated<'a> {
     /// first-frame map itself).
     pub labels: &'a LabelMap,
     /// The soft labels at feature resolution `[K, h, w]`, channel `i` for the `i`-th id of
-    /// [`Propagation::ids`] (frame 0: the first frame's one-hot labels downsampled).
+    /// [`label_ids`] of the first map (frame 0: the first frame's one-hot labels downsampled).
     pub soft: &'a Tensor,
 }
 
