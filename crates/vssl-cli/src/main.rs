@@ -99,6 +99,22 @@ enum BenchCmd {
         #[arg(long, hide = true)]
         child: Option<String>,
     },
+    /// Label propagation speed and peak memory: the contrastcorr and crw presets on DAVIS-2016
+    /// blackswan, car-shadow and dog, and on a 100- and a 400-frame synthetic video.
+    Eval {
+        /// Output file (default target/bench/eval.json).
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// DAVIS-2016 root holding the three sequences (skipped when absent).
+        #[arg(long, default_value = "../shared/data/davis2016-val")]
+        data: PathBuf,
+        /// Only the first N frames of each DAVIS sequence (default: all).
+        #[arg(long)]
+        frames: Option<usize>,
+        /// Internal: run one configuration in this process and print its JSON.
+        #[arg(long, hide = true)]
+        child: Option<String>,
+    },
 }
 
 fn main() -> Result<()> {
@@ -136,6 +152,12 @@ fn main() -> Result<()> {
                 configs,
                 child,
             } => bench::step::run(child, out, repeats.max(1), autoencoder, configs),
+            BenchCmd::Eval {
+                out,
+                data,
+                frames,
+                child,
+            } => bench::eval::run(child, out, data, frames),
         },
     }
 }

@@ -9,9 +9,11 @@
 //! - [`encoder`]: features from a ResNet (a run's checkpoint, a weights file trained elsewhere,
 //!   random initialisation) or raw Lab pixels;
 //! - [`propagate`]: the streaming propagation engine;
-//! - [`keypoints`]: joints carried as heatmaps.
+//! - [`keypoints`]: joints carried as heatmaps;
+//! - [`vos`]: video object segmentation on a DAVIS-layout dataset (masks, overlays, baselines).
 
 pub mod encoder;
 pub mod keypoints;
 pub mod propagate;
 pub mod protocol;
+pub mod vos;

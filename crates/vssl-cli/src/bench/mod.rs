@@ -6,6 +6,7 @@
 
 pub mod core;
 pub mod data;
+pub mod eval;
 pub mod step;
 pub mod train_step;
 
