@@ -2,6 +2,7 @@
 
 mod bench;
 mod data;
+mod eval;
 
 use std::path::PathBuf;
 
@@ -23,8 +24,11 @@ struct Cli {
 enum Cmd {
     /// Train a model (not yet: lands with the training issue).
     Train,
-    /// Evaluate a model by label propagation (not yet: lands with the evaluation issue).
-    Eval,
+    /// Evaluate: score predictions against a benchmark's ground truth.
+    Eval {
+        #[command(subcommand)]
+        which: eval::EvalCmd,
+    },
     /// Generate data: the synthetic benchmark in the DAVIS layout.
     Data {
         #[command(subcommand)]
@@ -125,9 +129,7 @@ fn main() -> Result<()> {
         Cmd::Train => {
             bail!("`vssl train` is not implemented yet: it lands with the training issue")
         }
-        Cmd::Eval => {
-            bail!("`vssl eval` is not implemented yet: it lands with the evaluation issue")
-        }
+        Cmd::Eval { which } => eval::run(which),
         Cmd::Data { which } => data::run(which),
         Cmd::Bench { which } => match which {
             BenchCmd::Core {

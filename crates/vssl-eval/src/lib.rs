@@ -10,10 +10,17 @@
 //!   random initialisation) or raw Lab pixels;
 //! - [`propagate`]: the streaming propagation engine;
 //! - [`keypoints`]: joints carried as heatmaps;
-//! - [`vos`]: video object segmentation on a DAVIS-layout dataset (masks, overlays, baselines).
+//! - [`vos`]: video object segmentation on a DAVIS-layout dataset (masks, overlays, baselines);
+//! - [`metrics`]: DAVIS J&F exactly as the official evaluator computes it ([`metrics::davis`]),
+//!   PCK for keypoints ([`metrics::pck`]), mIoU for part labels ([`metrics::miou`]);
+//! - [`report`]: the CSV and JSON reports the official tools write, and a text table.
 
 pub mod encoder;
 pub mod keypoints;
+pub mod metrics;
 pub mod propagate;
 pub mod protocol;
+pub mod report;
 pub mod vos;
+
+pub use vssl_core::{Error, Result};
