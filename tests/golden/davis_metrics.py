@@ -164,79 +164,6 @@ def pixel(h, w, y, x):
     return m
 
 
-frames = []  # (gt, pred, bound_th)
-z = np.zeros((20, 30), np.uint8)
-o = np.ones((20, 30), np.uint8)
-frames += [(z, z, 0.008), (z, o, 0.008), (o, z, 0.008), (o, o, 0.008)]
-frames += [
-    (pixel(20, 30, 5, 7), pixel(20, 30, 5, 7), 0.008),
-    (pixel(20, 30, 5, 7), pixel(20, 30, 15, 25), 0.008),
-    (pixel(20, 30, 5, 7), pixel(20, 30, 6, 8), 0.008),
-    (pixel(20, 30, 19, 29), pixel(20, 30, 19, 29), 0.008),  # bottom-right corner
-    (pixel(20, 30, 0, 0), pixel(20, 30, 19, 29), 3.0),
-    (pixel(20, 30, 0, 29), pixel(20, 30, 19, 0), 0.008),
-]
-b = blob(24, 32, 3.0)
-frames += [(b, np.zeros_like(b), 0.008), (np.zeros_like(b), b, 0.008)]
-# masks touching each edge and the corners
-e = np.zeros((30, 40), np.uint8)
-top_left = e.copy()
-top_left[:9, :13] = 1
-bottom_right = e.copy()
-bottom_right[20:, 25:] = 1
-left_strip = e.copy()
-left_strip[:, :5] = 1
-bottom_strip = e.copy()
-bottom_strip[26:, :] = 1
-frames += [
-    (top_left, bottom_right, 0.008),
-    (bottom_right, perturb(bottom_right, (-1, -1), 0.0), 2.0),
-    (left_strip, bottom_strip, 0.008),
-    (bottom_strip, perturb(bottom_strip, (1, 0), 0.0), 0.05),
-    (left_strip, perturb(left_strip, (0, 2), 0.01), 2.5),
-]
-# thin masks
-frames += [
-    (np.array([[0, 1, 1, 0, 1, 0, 0]], np.uint8), np.array([[0, 0, 1, 1, 1, 1, 0]], np.uint8), 0.008),
-    (np.array([[1], [1], [0], [1], [0]], np.uint8), np.array([[0], [1], [1], [1], [1]], np.uint8), 1.0),
-    (np.ones((1, 1), np.uint8), np.zeros((1, 1), np.uint8), 0.008),
-]
-# random blobs at several sizes and tolerances (radius 1..5, fractional pixel radii)
-for (h, w, sigma, th, bt) in [
-    (48, 64, 4.0, 0.3, 0.008),
-    (61, 97, 5.0, -0.2, 0.008),
-    (120, 200, 8.0, 0.5, 0.008),
-    (96, 160, 6.0, 0.0, 0.05),
-    (64, 64, 3.0, 0.8, 4.0),
-    (50, 70, 2.0, 0.0, 1.5),
-    (40, 90, 3.0, 0.2, 3.7),
-]:
-    g = blob(h, w, sigma, th)
-    frames.append((g, perturb(g, (int(rng.integers(-3, 4)), int(rng.integers(-3, 4))), 0.03), bt))
-
-out = {}
-for k, (g, p, bt) in enumerate(frames):
-    pre, rec, f, r = boundary_prf(g, p, bt)
-    bg = boundary(g)
-    out[f"frame{k:02}.gt"] = g.astype(np.uint8)
-    out[f"frame{k:02}.pred"] = p.astype(np.uint8)
-    out[f"frame{k:02}.bound_th"] = np.array([bt], np.float64)
-    out[f"frame{k:02}.expected"] = np.array([jaccard(g, p), pre, rec, f, float(r)], np.float64)
-    out[f"frame{k:02}.gt_bmap"] = bg.astype(np.uint8)
-    out[f"frame{k:02}.gt_dil"] = dilate(bg, r).astype(np.uint8)
-
-for n in range(0, 13):
-    v = rng.random(n)
-    if n in (3, 7, 11):
-        v[n // 2] = np.nan
-    if n == 5:
-        v[:2] = np.nan  # a NaN-only first bin
-    out[f"stats{n:02}.values"] = v
-    out[f"stats{n:02}.expected"] = np.array(statistics(v), np.float64)
-    if n > 0:
-        out[f"stats{n:02}.bins"] = np.array(decay_bins(n), np.int64)
-
-
 def labels_seq(t, h, w, n_obj, sigma=4.0):
     """Objects as moving blobs: each later object overwrites the earlier ones."""
     seq = np.zeros((t, h, w), np.uint8)
@@ -259,45 +186,123 @@ def noisy_pred(gt, n_ids):
     return pred
 
 
-seqs = []
-g = labels_seq(9, 40, 56, 3)
-g[:, 10:12, :] = 255  # a void band
-seqs.append((g, noisy_pred(g, 3)))
-g = labels_seq(7, 36, 48, 3)
-seqs.append((g, noisy_pred(g, 2)))  # object 3 never predicted: padded empty masks
-g = labels_seq(5, 32, 40, 1)
-seqs.append((g, noisy_pred(g, 1)))
-g = labels_seq(3, 30, 30, 2)  # one scored frame
-seqs.append((g, noisy_pred(g, 2)))
-g = labels_seq(6, 34, 44, 2)
-g[1:, :5, :5] = 4  # an id absent from the first frame: not an object
-seqs.append((g, noisy_pred(g, 2)))
-g = labels_seq(12, 28, 36, 2)
-p = noisy_pred(g, 2)
-p[0] = 0
-p[0, 0, 0] = 7  # the first and last predictions are not read
-p[-1, 0, 0] = 9
-seqs.append((g, p))
-g = labels_seq(5, 20, 20, 1)
-g[0] = 0  # empty first frame: no object
-seqs.append((g, np.zeros_like(g)))
+def main():
+    """Writes tests/golden/davis_metrics.safetensors."""
+    frames = []  # (gt, pred, bound_th)
+    z = np.zeros((20, 30), np.uint8)
+    o = np.ones((20, 30), np.uint8)
+    frames += [(z, z, 0.008), (z, o, 0.008), (o, z, 0.008), (o, o, 0.008)]
+    frames += [
+        (pixel(20, 30, 5, 7), pixel(20, 30, 5, 7), 0.008),
+        (pixel(20, 30, 5, 7), pixel(20, 30, 15, 25), 0.008),
+        (pixel(20, 30, 5, 7), pixel(20, 30, 6, 8), 0.008),
+        (pixel(20, 30, 19, 29), pixel(20, 30, 19, 29), 0.008),  # bottom-right corner
+        (pixel(20, 30, 0, 0), pixel(20, 30, 19, 29), 3.0),
+        (pixel(20, 30, 0, 29), pixel(20, 30, 19, 0), 0.008),
+    ]
+    b = blob(24, 32, 3.0)
+    frames += [(b, np.zeros_like(b), 0.008), (np.zeros_like(b), b, 0.008)]
+    # masks touching each edge and the corners
+    e = np.zeros((30, 40), np.uint8)
+    top_left = e.copy()
+    top_left[:9, :13] = 1
+    bottom_right = e.copy()
+    bottom_right[20:, 25:] = 1
+    left_strip = e.copy()
+    left_strip[:, :5] = 1
+    bottom_strip = e.copy()
+    bottom_strip[26:, :] = 1
+    frames += [
+        (top_left, bottom_right, 0.008),
+        (bottom_right, perturb(bottom_right, (-1, -1), 0.0), 2.0),
+        (left_strip, bottom_strip, 0.008),
+        (bottom_strip, perturb(bottom_strip, (1, 0), 0.0), 0.05),
+        (left_strip, perturb(left_strip, (0, 2), 0.01), 2.5),
+    ]
+    # thin masks
+    frames += [
+        (np.array([[0, 1, 1, 0, 1, 0, 0]], np.uint8), np.array([[0, 0, 1, 1, 1, 1, 0]], np.uint8), 0.008),
+        (np.array([[1], [1], [0], [1], [0]], np.uint8), np.array([[0], [1], [1], [1], [1]], np.uint8), 1.0),
+        (np.ones((1, 1), np.uint8), np.zeros((1, 1), np.uint8), 0.008),
+    ]
+    # random blobs at several sizes and tolerances (radius 1..5, fractional pixel radii)
+    for (h, w, sigma, th, bt) in [
+        (48, 64, 4.0, 0.3, 0.008),
+        (61, 97, 5.0, -0.2, 0.008),
+        (120, 200, 8.0, 0.5, 0.008),
+        (96, 160, 6.0, 0.0, 0.05),
+        (64, 64, 3.0, 0.8, 4.0),
+        (50, 70, 2.0, 0.0, 1.5),
+        (40, 90, 3.0, 0.2, 3.7),
+    ]:
+        g = blob(h, w, sigma, th)
+        frames.append((g, perturb(g, (int(rng.integers(-3, 4)), int(rng.integers(-3, 4))), 0.03), bt))
 
-all_stats = []
-for k, (g, p) in enumerate(seqs):
-    j, f = evaluate_sequence(g, p)
-    st = np.array([statistics(j[i]) + statistics(f[i]) for i in range(j.shape[0])], np.float64).reshape(-1, 6)
-    all_stats.extend(st)
-    out[f"seq{k}.gt"] = g
-    out[f"seq{k}.pred"] = p
-    out[f"seq{k}.j"] = j
-    out[f"seq{k}.f"] = f
-    out[f"seq{k}.stats"] = st
-s = np.array(all_stats)
-jm, fm = s[:, 0].mean(), s[:, 3].mean()
-out["summary"] = np.array([(jm + fm) / 2, jm, s[:, 1].mean(), s[:, 2].mean(), fm, s[:, 4].mean(), s[:, 5].mean()])
+    out = {}
+    for k, (g, p, bt) in enumerate(frames):
+        pre, rec, f, r = boundary_prf(g, p, bt)
+        bg = boundary(g)
+        out[f"frame{k:02}.gt"] = g.astype(np.uint8)
+        out[f"frame{k:02}.pred"] = p.astype(np.uint8)
+        out[f"frame{k:02}.bound_th"] = np.array([bt], np.float64)
+        out[f"frame{k:02}.expected"] = np.array([jaccard(g, p), pre, rec, f, float(r)], np.float64)
+        out[f"frame{k:02}.gt_bmap"] = bg.astype(np.uint8)
+        out[f"frame{k:02}.gt_dil"] = dilate(bg, r).astype(np.uint8)
 
-path = os.path.join(HERE, "davis_metrics.safetensors")
-save_file({k: np.ascontiguousarray(v) for k, v in out.items()}, path)
-size = os.path.getsize(path)
-assert size <= 1 << 20, size
-print(f"{path}: {size} bytes, {len(frames)} frames, {len(seqs)} sequences, {len(s)} objects")
+    for n in range(0, 13):
+        v = rng.random(n)
+        if n in (3, 7, 11):
+            v[n // 2] = np.nan
+        if n == 5:
+            v[:2] = np.nan  # a NaN-only first bin
+        out[f"stats{n:02}.values"] = v
+        out[f"stats{n:02}.expected"] = np.array(statistics(v), np.float64)
+        if n > 0:
+            out[f"stats{n:02}.bins"] = np.array(decay_bins(n), np.int64)
+
+    seqs = []
+    g = labels_seq(9, 40, 56, 3)
+    g[:, 10:12, :] = 255  # a void band
+    seqs.append((g, noisy_pred(g, 3)))
+    g = labels_seq(7, 36, 48, 3)
+    seqs.append((g, noisy_pred(g, 2)))  # object 3 never predicted: padded empty masks
+    g = labels_seq(5, 32, 40, 1)
+    seqs.append((g, noisy_pred(g, 1)))
+    g = labels_seq(3, 30, 30, 2)  # one scored frame
+    seqs.append((g, noisy_pred(g, 2)))
+    g = labels_seq(6, 34, 44, 2)
+    g[1:, :5, :5] = 4  # an id absent from the first frame: not an object
+    seqs.append((g, noisy_pred(g, 2)))
+    g = labels_seq(12, 28, 36, 2)
+    p = noisy_pred(g, 2)
+    p[0] = 0
+    p[0, 0, 0] = 7  # the first and last predictions are not read
+    p[-1, 0, 0] = 9
+    seqs.append((g, p))
+    g = labels_seq(5, 20, 20, 1)
+    g[0] = 0  # empty first frame: no object
+    seqs.append((g, np.zeros_like(g)))
+
+    all_stats = []
+    for k, (g, p) in enumerate(seqs):
+        j, f = evaluate_sequence(g, p)
+        st = np.array([statistics(j[i]) + statistics(f[i]) for i in range(j.shape[0])], np.float64).reshape(-1, 6)
+        all_stats.extend(st)
+        out[f"seq{k}.gt"] = g
+        out[f"seq{k}.pred"] = p
+        out[f"seq{k}.j"] = j
+        out[f"seq{k}.f"] = f
+        out[f"seq{k}.stats"] = st
+    s = np.array(all_stats)
+    jm, fm = s[:, 0].mean(), s[:, 3].mean()
+    out["summary"] = np.array([(jm + fm) / 2, jm, s[:, 1].mean(), s[:, 2].mean(), fm, s[:, 4].mean(), s[:, 5].mean()])
+
+    path = os.path.join(HERE, "davis_metrics.safetensors")
+    save_file({k: np.ascontiguousarray(v) for k, v in out.items()}, path)
+    size = os.path.getsize(path)
+    assert size <= 1 << 20, size
+    print(f"{path}: {size} bytes, {len(frames)} frames, {len(seqs)} sequences, {len(s)} objects")
+
+
+if __name__ == "__main__":
+    main()

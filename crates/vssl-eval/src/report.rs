@@ -1,5 +1,5 @@
 //! Reports of a DAVIS evaluation: the two CSV files the official `evaluation_method.py` writes,
-//! a JSON summary, and a text table.
+//! a JSON summary, and a text table ([`format_table`]).
 //!
 //! CSV: `global_results-<set>.csv` with the columns
 //! `J&F-Mean,J-Mean,J-Recall,J-Decay,F-Mean,F-Recall,F-Decay` and one row, and
@@ -7,9 +7,9 @@
 //! `<sequence>_<id>`. Numbers are written as pandas' `to_csv(float_format="%.3f")` writes them:
 //! three decimals, rounded from the exact binary value, NaN as an empty field, `\n` line ends.
 //!
-//! JSON ([`json_summary`]): the global numbers under the CSV column names, then per sequence its
-//! object-averaged `J-Mean`/`F-Mean`/`J&F-Mean` and per object every statistic and the per-frame
-//! J and F (NaN is written as `null`).
+//! JSON ([`json_summary`], [`write_json`]): the global numbers under the CSV column names, then
+//! per sequence its object-averaged `J-Mean`/`F-Mean`/`J&F-Mean` and per object every statistic
+//! and the per-frame J and F (NaN is written as `null`).
 
 use std::path::{Path, PathBuf};
 
@@ -72,7 +72,7 @@ pub fn per_sequence_csv(results: &DavisResults) -> String {
 
 /// Writes `global_results-<set>.csv` and `per-sequence_results-<set>.csv` into `dir` (created if
 /// missing) and returns their paths.
-pub fn write_csvs(
+pub fn write_csv(
     dir: impl AsRef<Path>,
     results: &DavisResults,
     set: &str,
@@ -155,7 +155,7 @@ pub fn write_json(path: impl AsRef<Path>, results: &DavisResults) -> Result<()> 
 }
 
 /// The global and per-object numbers as an aligned text table (4 decimals).
-pub fn table(results: &DavisResults) -> String {
+pub fn format_table(results: &DavisResults) -> String {
     let mut out = String::from("Global results\n");
     let values = global_values(&results.summary);
     out.push_str(

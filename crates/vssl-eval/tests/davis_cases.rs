@@ -14,7 +14,10 @@ use vssl_eval::metrics::davis::{
 use common::labels;
 
 fn close(what: &str, got: f64, want: f64) {
-    assert!((got - want).abs() <= 1e-12, "{what}: got {got}, want {want}");
+    assert!(
+        (got - want).abs() <= 1e-12,
+        "{what}: got {got}, want {want}"
+    );
 }
 
 fn pixel(w: usize, h: usize, x: usize, y: usize) -> BinaryMask {
@@ -249,7 +252,10 @@ fn errors_name_the_sequence_or_file() -> Result<()> {
     let err = evaluate_sequence("camel", &frames, &[g.clone(), p3, g.clone()], BOUND_TH)
         .expect_err("id 3 with one GT object")
         .to_string();
-    assert!(err.contains("camel") && err.contains("id 3"), "{err}");
+    assert!(
+        err.contains("camel") && err.contains("frame 00001") && err.contains("id 3"),
+        "{err}"
+    );
     let small = labels(&[&[1]]);
     let err = evaluate_sequence("dog", &frames, &[g.clone(), small, g.clone()], BOUND_TH)
         .expect_err("size mismatch")
@@ -267,7 +273,33 @@ fn errors_name_the_sequence_or_file() -> Result<()> {
     let err = evaluate_dataset(&davis, &pred, BOUND_TH)
         .expect_err("missing frame")
         .to_string();
-    assert!(err.contains("cows/00001.png"), "{err}");
+    assert!(
+        err.contains("cows/00001.png") && err.contains("missing"),
+        "{err}"
+    );
+
+    // a prediction of the wrong size, and one with an id the GT does not have, are named too
+    let write = |m: &vssl_data::frame::LabelMap| {
+        vssl_data::dataset::write_palette_mask(pred.join("cows/00001.png"), m)
+    };
+    write(&labels(&[&[1, 0, 0], &[0, 0, 0]]))?;
+    let err = evaluate_dataset(&davis, &pred, BOUND_TH)
+        .expect_err("wrong size")
+        .to_string();
+    assert!(
+        err.contains("cows/00001.png") && err.contains("3x2") && err.contains("2x2"),
+        "{err}"
+    );
+    write(&labels(&[&[1, 0], &[0, 2]]))?;
+    let err = evaluate_dataset(&davis, &pred, BOUND_TH)
+        .expect_err("id 2 with one GT object")
+        .to_string();
+    assert!(
+        err.contains("cows/00001.png") && err.contains("id 2") && err.contains("1 object"),
+        "{err}"
+    );
+    write(&g)?;
+    assert!(evaluate_dataset(&davis, &pred, BOUND_TH).is_ok());
     Ok(())
 }
 
@@ -283,10 +315,7 @@ fn davis_2016_gray_masks_are_one_object() -> Result<()> {
     let tmp = common::Tmp::new("gray");
     let (root, pr) = (tmp.path().join("davis"), tmp.path().join("pred"));
     common::write_davis(&root, &pr, &[("s".to_string(), gt, pred)], true);
-    assert_eq!(
-        vssl_eval::metrics::davis::detect_year(&root, "480p")?,
-        2016
-    );
+    assert_eq!(vssl_eval::metrics::davis::detect_year(&root, "480p")?, 2016);
     let davis = vssl_data::dataset::Davis::open(&root, 2016, "480p", None)?;
     let got = evaluate_dataset(&davis, &pr, BOUND_TH)?;
     assert_eq!(got.sequences[0], want);

@@ -49,7 +49,9 @@ fn close(what: &str, got: f64, want: f64) {
 }
 
 fn frame_count(g: &Golden) -> usize {
-    (0..).take_while(|k| g.get(&format!("frame{k:02}.gt")).is_ok()).count()
+    (0..)
+        .take_while(|k| g.get(&format!("frame{k:02}.gt")).is_ok())
+        .count()
 }
 
 #[test]
@@ -81,7 +83,11 @@ fn boundary_maps_and_dilations_match_seg2bmap_and_cv2() -> Result<()> {
         let key = |s: &str| format!("frame{k:02}.{s}");
         let gt = mask(&g.get(&key("gt"))?)?;
         let bmap = boundary_map(&gt);
-        assert_eq!(bmap, mask(&g.get(&key("gt_bmap"))?)?, "frame {k} boundary map");
+        assert_eq!(
+            bmap,
+            mask(&g.get(&key("gt_bmap"))?)?,
+            "frame {k} boundary map"
+        );
         let r = f64s(&g, &key("expected"))?[4];
         let dil = Disk::new(r)?.dilate(&bmap);
         assert_eq!(

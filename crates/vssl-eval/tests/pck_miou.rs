@@ -10,7 +10,10 @@ use vssl_eval::metrics::pck::{PckConvention, PckVideo, pck};
 use common::labels;
 
 fn close(what: &str, got: f64, want: f64) {
-    assert!((got - want).abs() <= 1e-12, "{what}: got {got}, want {want}");
+    assert!(
+        (got - want).abs() <= 1e-12,
+        "{what}: got {got}, want {want}"
+    );
 }
 
 #[test]
@@ -43,7 +46,11 @@ fn pck_badja_pools_frames_and_joints() -> Result<()> {
     close("BADJA joint 0", r.per_joint[0], 1.0);
     close("BADJA joint 1", r.per_joint[1], 0.0);
     // α = 0.2: threshold 10 → all 3 correct
-    close("BADJA α 0.2", pck(&[video], 0.2, PckConvention::Badja)?.pck, 1.0);
+    close(
+        "BADJA α 0.2",
+        pck(&[video], 0.2, PckConvention::Badja)?.pck,
+        1.0,
+    );
     // BADJA needs the areas
     let no_area = PckVideo {
         mask_areas: None,
@@ -84,7 +91,11 @@ fn pck_jhmdb_averages_per_joint() -> Result<()> {
     close("JHMDB pck", r.pck, 2.0 / 3.0); // mean of per-joint, not 3/5 pooled
     assert_eq!((r.correct, r.evaluated), (3, 5));
     // α = 0.2 → tolerance 6: joint 1 both ✓
-    close("JHMDB α 0.2", pck(&[video], 0.2, PckConvention::Jhmdb)?.pck, 1.0);
+    close(
+        "JHMDB α 0.2",
+        pck(&[video], 0.2, PckConvention::Jhmdb)?.pck,
+        1.0,
+    );
     // mismatched lengths are an error
     let short = PckVideo {
         pred: &pred[..2],
@@ -124,7 +135,11 @@ fn miou_from_a_hand_made_confusion() -> Result<()> {
     assert_eq!(s.iou[3], None);
     close("mIoU", s.miou, (0.5 + 2.0 / 3.0 + 0.5) / 3.0);
     close("pixel accuracy", s.pixel_accuracy, 5.0 / 7.0);
-    close("mean accuracy", s.mean_accuracy, (2.0 / 3.0 + 1.0 + 0.5) / 3.0);
+    close(
+        "mean accuracy",
+        s.mean_accuracy,
+        (2.0 / 3.0 + 1.0 + 0.5) / 3.0,
+    );
     // accumulating over frames is one matrix: a second frame adds its counts
     let mut two = c.clone();
     two.merge(&c)?;
@@ -133,7 +148,11 @@ fn miou_from_a_hand_made_confusion() -> Result<()> {
     // a class predicted but absent from the GT has IoU 0 and counts
     let mut d = Confusion::new(2)?;
     d.add_labels(&[0, 0], &[0, 1])?;
-    close("false-positive class", d.scores().iou[1].expect("class 1"), 0.0);
+    close(
+        "false-positive class",
+        d.scores().iou[1].expect("class 1"),
+        0.0,
+    );
     close("mIoU with it", d.miou(), 0.25);
     // predictions outside the classes and size mismatches are errors
     assert!(d.add_labels(&[0], &[5]).is_err());

@@ -1,8 +1,12 @@
 //! The official CSV layout and number format, and the JSON summary.
 
+mod common;
+
 use vssl_eval::Result;
 use vssl_eval::metrics::davis::{DavisResults, ObjectResult, SequenceResult, statistics};
-use vssl_eval::report::{fmt3, global_csv, json_summary, per_sequence_csv, table};
+use vssl_eval::report::{
+    fmt3, format_table, global_csv, json_summary, per_sequence_csv, write_csv, write_json,
+};
 
 fn object(id: u8, j: Vec<f64>, f: Vec<f64>) -> ObjectResult {
     ObjectResult {
@@ -97,6 +101,31 @@ fn json_summary_has_global_sequence_and_object_entries() -> Result<()> {
     assert_eq!(obj["name"], "bike-packing_2");
     assert_eq!(obj["J"][0], 1.0);
     assert!(obj["J-Decay"].is_f64());
-    assert!(table(&r).contains("blackswan_1"));
+    assert!(format_table(&r).contains("blackswan_1"));
+    Ok(())
+}
+
+#[test]
+fn files_hold_what_the_text_functions_return() -> Result<()> {
+    let r = results();
+    let tmp = common::Tmp::new("report");
+    let (g, s) = write_csv(tmp.path().join("csv"), &r, "val")?;
+    assert!(g.ends_with("csv/global_results-val.csv"), "{}", g.display());
+    assert!(
+        s.ends_with("csv/per-sequence_results-val.csv"),
+        "{}",
+        s.display()
+    );
+    let read = |p: &std::path::Path| std::fs::read_to_string(p).expect("read back");
+    assert_eq!(read(&g), global_csv(&r.summary));
+    assert_eq!(read(&s), per_sequence_csv(&r));
+    let json = tmp.path().join("out/summary.json");
+    write_json(&json, &r)?;
+    // text equality: serde_json's default parser may round the last bit of a float
+    let text = read(&json);
+    let want = serde_json::to_string_pretty(&json_summary(&r)).expect("serialise");
+    assert_eq!(text, want + "\n");
+    let back: serde_json::Value = serde_json::from_str(&text).expect("valid JSON");
+    assert_eq!(back["sequences"][1]["objects"][0]["name"], "blackswan_1");
     Ok(())
 }

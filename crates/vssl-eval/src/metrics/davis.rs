@@ -39,7 +39,7 @@
 
 use std::io::BufReader;
 use std::ops::Range;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use rayon::prelude::*;
 use serde::Serialize;
@@ -683,22 +683,25 @@ fn size_mismatch(gt: &LabelMap, pred: &LabelMap) -> Option<String> {
     })
 }
 
-/// Builds the sequence result from per-frame scores, checking the predicted ids.
+/// Builds the sequence result from per-frame scores, checking the predicted ids. `files` are the
+/// prediction files of the scored frames (named in the error), when they come from files.
 fn assemble(
     name: &str,
     frames: Vec<String>,
     n_obj: u8,
     scores: Vec<FrameScores>,
+    files: Option<&[PathBuf]>,
 ) -> Result<SequenceResult> {
-    let max_pred = scores.iter().map(|s| s.max_pred_id).max().unwrap_or(0);
-    if max_pred > n_obj {
-        return Err(Error::op(
-            "davis",
-            format!(
-                "sequence {name}: the predictions hold object id {max_pred} but the first \
-                 ground-truth frame has {n_obj} object(s); ids must be 1..={n_obj}"
-            ),
-        ));
+    if let Some(k) = scores.iter().position(|s| s.max_pred_id > n_obj) {
+        let msg = format!(
+            "sequence {name}: the prediction holds object id {} but the first ground-truth frame \
+             has {n_obj} object(s); ids must be 0 (background) or 1..={n_obj}",
+            scores[k].max_pred_id
+        );
+        return Err(match files {
+            Some(files) => Error::file(&files[k], msg),
+            None => Error::op("davis", format!("frame {}: {msg}", frames[k])),
+        });
     }
     let objects = (1..=n_obj)
         .map(|id| {
@@ -760,7 +763,7 @@ pub fn evaluate_sequence(
         })
         .collect::<Result<Vec<_>>>()?;
     let frames = scored.map(|t| format!("{t:05}")).collect();
-    assemble(name, frames, n_obj, scores)
+    assemble(name, frames, n_obj, scores, None)
 }
 
 /// Indices of the scored frames of an `n`-frame sequence: all but the first and the last.
@@ -823,16 +826,19 @@ fn evaluate_sequence_files(
                 .ok_or_else(|| Error::file(a, "annotation path has no file name"))
         })
         .collect::<Result<Vec<_>>>()?;
+    let files: Vec<PathBuf> = stems
+        .iter()
+        .map(|stem| predictions.join(&seq.name).join(format!("{stem}.png")))
+        .collect();
     let scores = scored
         .clone()
         .into_par_iter()
-        .zip(stems.par_iter())
-        .map(|(t, stem)| {
+        .zip(stems.par_iter().zip(&files))
+        .map(|(t, (stem, path))| {
             let gt = read_mask(annotation(t)?)?;
-            let path = predictions.join(&seq.name).join(format!("{stem}.png"));
             if !path.is_file() {
                 return Err(Error::file(
-                    &path,
+                    path,
                     format!(
                         "prediction of sequence {} frame {stem} is missing (expected \
                          <predictions>/<sequence>/<frame>.png for every frame but the first and \
@@ -841,14 +847,14 @@ fn evaluate_sequence_files(
                     ),
                 ));
             }
-            let pred = read_mask(&path)?;
+            let pred = read_mask(path)?;
             if let Some(msg) = size_mismatch(&gt, &pred) {
-                return Err(Error::file(&path, msg));
+                return Err(Error::file(path, msg));
             }
             score_frame(&gt, &pred, n_obj, bound_th)
         })
         .collect::<Result<Vec<_>>>()?;
-    assemble(&seq.name, stems, n_obj, scores)
+    assemble(&seq.name, stems, n_obj, scores, Some(&files))
 }
 
 /// Guesses the DAVIS year of the tree at `root` from its masks: 2017 when the first annotation
@@ -875,7 +881,7 @@ pub fn detect_year(root: impl AsRef<Path>, resolution: &str) -> Result<u32> {
     })
 }
 
-fn sorted_entries(dir: &Path) -> Result<Vec<std::path::PathBuf>> {
+fn sorted_entries(dir: &Path) -> Result<Vec<PathBuf>> {
     if !dir.is_dir() {
         return Ok(Vec::new());
     }

@@ -203,7 +203,11 @@ fn check_video(v: usize, video: &PckVideo<'_>, convention: PckConvention) -> Res
 /// Diagonal of the bounding box of the visible joints (0 when fewer than two distinct points;
 /// NaN when none is visible).
 fn visible_box_diagonal(joints: &[Point], visible: &[bool]) -> f64 {
-    let mut it = joints.iter().zip(visible).filter(|(_, v)| **v).map(|(p, _)| *p);
+    let mut it = joints
+        .iter()
+        .zip(visible)
+        .filter(|(_, v)| **v)
+        .map(|(p, _)| *p);
     let Some(first) = it.next() else {
         return f64::NAN;
     };
