@@ -122,8 +122,11 @@ fn statistics_and_decay_bins() -> Result<()> {
     Ok(())
 }
 
-/// The golden sequences as (name, gt, pred).
-fn sequences(g: &Golden) -> Result<Vec<(String, Vec<LabelMap>, Vec<LabelMap>)>> {
+/// A sequence as (name, gt frames, predicted frames).
+type Sequence = (String, Vec<LabelMap>, Vec<LabelMap>);
+
+/// The golden sequences.
+fn sequences(g: &Golden) -> Result<Vec<Sequence>> {
     let mut out = Vec::new();
     for k in 0.. {
         let Ok(gt) = g.get(&format!("seq{k}.gt")) else {
