@@ -21,6 +21,13 @@ pub enum EvalCmd {
     /// decay per object, object-weighted means. Prints a table; writes the official CSV files
     /// and a JSON summary on request.
     Davis(DavisArgs),
+    /// Propagate each sequence's first-frame mask with a model (a run's checkpoint, a weights
+    /// file or a baseline) under a protocol preset, write the masks in the DAVIS layout with an
+    /// overlay per sequence, score them and the baselines', print the table.
+    Propagate(Box<crate::eval_propagate::PropagateArgs>),
+    /// Propagate BADJA's joints from each sequence's first annotated frame and score PCK@0.1 and
+    /// @0.2 (BADJA's α·√area threshold, or JHMDB's convention), next to the baselines.
+    Keypoints(Box<crate::eval_propagate::KeypointArgs>),
 }
 
 /// Arguments of `vssl eval davis`.
@@ -70,6 +77,8 @@ pub fn run(cmd: EvalCmd) -> Result<()> {
             print_table(&results);
             write_outputs(&results, args.json.as_deref(), args.csv_dir.as_deref())
         }
+        EvalCmd::Propagate(args) => crate::eval_propagate::propagate(*args),
+        EvalCmd::Keypoints(args) => crate::eval_propagate::keypoints(*args),
     }
 }
 

@@ -3,6 +3,7 @@
 mod bench;
 mod data;
 mod eval;
+mod eval_propagate;
 
 use std::path::PathBuf;
 

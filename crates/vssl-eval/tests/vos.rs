@@ -17,7 +17,7 @@ use vssl_eval::vos::{
 fn scratch(name: &str) -> PathBuf {
     let d = std::env::temp_dir().join(format!("vssl-vos-{name}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
+    std::fs::create_dir_all(&d).expect("a scratch folder");
     d
 }
 
@@ -28,8 +28,8 @@ fn dataset(name: &str) -> (PathBuf, Davis) {
     cfg.width = 96;
     cfg.height = 64;
     cfg.frames = 12;
-    write_dataset(&cfg, Split::Eval, 3, 2, &root).unwrap();
-    let davis = Davis::open(&root, 2017, "480p", None).unwrap();
+    write_dataset(&cfg, Split::Eval, 3, 2, &root).expect("the synthetic clips");
+    let davis = Davis::open(&root, 2017, "480p", None).expect("the synthetic dataset");
     assert_eq!(davis.sequences.len(), 2);
     (root, davis)
 }
