@@ -73,60 +73,73 @@ CRW           [crw_input, crw_label0, crw_radius_mask, propagate_crw, crw_output
             channels (first max) -> id of that channel; no norm_mask (default). Frame 0's output is
             this same pipeline applied to label0 (NOT the GT copy).
 
-FIXTURE (tests/golden/propagate.safetensors, asserted <= 1 MiB; `python tests/golden/propagate.py`;
-byte-identical on re-runs)
-  A synthetic video (numpy, seed 20260301): a textured background whose crop window moves 1 px
-  right and ~0.6 px down per frame, two textured ellipses moving towards each other, deforming and
-  rotating, object 2 drawn over object 1. Sizes are below the ~100x170 / T~10 / 12x16-feature
-  ballpark because three ResNet-18s (401 KiB), the frames and three mask stacks must fit in 1 MiB.
-  video.frames   u8 [T, H0, W0, 3] RGB, T = 8, H0 x W0 = 52 x 136
-  video.mask0    u8 [H0, W0] ids 0 (background), 1, 2 of frame 0
+FIXTURES (byte-identical on re-runs; both files together < 2 MiB; they need the DAVIS-2016 val
+frames: $VSSL_SHARED_DATA or ../shared/data next to the workspace, davis2016-val in it)
+tests/golden/propagate.safetensors (`python tests/golden/propagate.py`, < 1.25 MiB)
+  Frames 0, 2, .., 10 of the DAVIS-2016 val sequences blackswan, car-shadow and dog (cv2 decode),
+  each cv2.INTER_AREA-downscaled from 854x480 to 114x64, and the first mask (mode L, ids {0, 255})
+  INTER_NEAREST-downscaled. The ids {0, 255} are kept on purpose: ContrastCorr's and UVC's one-hot
+  then has 256 channels (C = max id + 1), 254 of them zero all along (asserted); the debug label
+  tensors below keep channels 0 and 255 only.
+  <seq>.frames   u8 [6, 64, 114, 3] RGB          <seq>.mask0  u8 [64, 114] ids {0, 255}
   Per case c (integers int64, reals float32, 1-element tensors unless noted):
-    cc  : S = 64 -> work 64 x 128 (52->64 up, 136->128 down), features 8 x 16, queue 3, top-5
-    uvc : S = 48 -> work 48 x 64, features 6 x 8, queue 3, top-5, L x3, no mutual matching
-    crw : native 52 x 136, features 7 x 17, context 4 (+ frame 0), top-10, T = 0.05, radius 3
+    cc  : S = 72 -> work 72 x 128 (64->72 up, 114->128 up), features 9 x 16, queue 3, top-5
+    uvc : S = 64 -> work 64 x 64, features 8 x 8, queue 3, top-5, L x3, no mutual matching
+    crw : native 64 x 114, features 8 x 15, context 4 (+ frame 0), top-10, T = 0.05, radius 3
   c.param.*      cc/uvc: scale (S), context (queue length), topk, temp, mutual (0/1), eps,
-                 l_only (1 = UVC's L x3 input); crw: context, topk, temperature, radius, reflect (1);
-                 all: width_stem (stem channels: 4 = width 1/16), strides (int64 [n_stages])
+                 l_only (1 = UVC's L x3 input); crw: context, topk, temperature, radius;
+                 all: reflect (1 = CRW's reflect padding), width_stem (stem channels: 4 = width
+                 1/16), strides (int64 [n_stages])
   c.encoder.<n>  the ResNet state_dict under torchvision names (no num_batches_tracked); random:
                  torchvision init, then resnet.py's randomise_bn with BN weight U(BN_GAMMA[c]) (cc
                  (0.35, 1.0), uvc (0.45, 1.25), crw (0.5, 1.5): see BN_GAMMA), bias U(-0.2, 0.2),
                  running_mean U(-0.2, 0.2), running_var U(0.5, 1.5). cc/uvc: stem 4 + 4 stages
                  (4, 8, 16, 32 channels, 32 out), crw: stem 4 + 3 stages (4, 8, 16; 16 out).
-  c.work_size    int64 [2] (h, w) the encoder's input size (crw: the native H0, W0)
-  c.feat_size    int64 [2] the feature / label map size (h/8, w/8; crw: ceil(H0/8), ceil(W0/8))
-  c.masks        u8 [T, H0, W0] the output ids of every frame (frame 0 included)
-  c.fragile      int64: output pixels (all frames) whose top-2 channel margin before the argmax is
+  Per case and sequence, prefix c.<seq>:
+    work_size    int64 [2] (h, w) the encoder's input size (crw: the native H0, W0)
+    feat_size    int64 [2] the feature / label map size
+    masks.runs / masks.counts  the output masks (ids {0, 255}) of every frame, frame 0 included,
+                 run-length encoded (rle_encode: int32 runs, int64 runs per frame)
+    fragile      int64: output pixels (all frames) whose top-2 channel margin before the argmax is
                  < 1e-4 (a port may legitimately differ there)
-  c.debug.*      (leading axis 0 / 1 = frame 0 / frame 1)
-    cc/uvc: work_lab  u8 [2, h, w, 3] the 8-bit Lab (L, a, b) after cv2.resize of frames 0 and 1;
-                      the encoder input is the exact f32 formula above applied to it (stored as u8,
-                      not f32 [2, 3, h, w], to stay under 1 MiB)
+    debug.*      (leading axis 0 / 1 = frame 0 / frame 1; the sequences after the first keep
+                 frame 0's features only and no work_lab / aff / topk, for size)
+    cc/uvc: work_lab  u8 [1, h, w, 3] the 8-bit Lab (L, a, b) of frame 0 after cv2.resize; the
+                      encoder input is the exact f32 formula above applied to it
             feat      f32 [2, C, h/8, w/8] encoder output of frames 0 and 1
-            label0    f32 [K, h/8, w/8] one-hot first-frame labels (K = label channels, here 3)
+            label0    f32 [2, h/8, w/8] one-hot first-frame labels (channels of ids 0 and 255)
             f1.aff    f32 [N, N] frame 0 -> frame 1 affinity after mutual matching (uvc: the plain
                       dot product), before temp and the softmax; rows = reference (frame 0) nodes,
                       columns = target nodes, nodes row-major (y * w + x)
-            f1.soft   f32 [K, h/8, w/8] the soft labels of frame 1 (context = frame 0 only)
-            last.preds f32 [1 + context, K, h/8, w/8] the last frame's per-context predictions:
+            f1.soft   f32 [2, h/8, w/8] the soft labels of frame 1 (context = frame 0 only)
+            last.preds f32 [1 + context, 2, h/8, w/8] the last frame's per-context predictions:
                       first frame, then the queue oldest -> newest
-            last.soft f32 [K, h/8, w/8] their average (what is queued and upsampled)
+            last.soft f32 [2, h/8, w/8] their average (what is queued and upsampled)
     crw:    feat      f32 [2, C, h, w] raw encoder output (before the L2 normalisation); the
-                      encoder input is the formula above applied to video.frames
-            label0    f32 [K, h, w] bilinear-downsampled one-hot labels of frame 0
+                      encoder input is the formula above applied to <seq>.frames
+            label0    f32 [2, h, w] bilinear-downsampled one-hot labels of frame 0
             f1.topk_val / last.topk_val f32 [k, N] the kept values of (A + mask) / temperature,
                       descending; f1.topk_w / last.topk_w f32 [k, N] their softmax;
             f1.topk_idx / last.topk_idx int32 [k, N] key index slot * N + node (slot 0 = frame 0
                       long-term, slots 1.. = frames t-context .. t-1). In frame 1 every slot holds
                       frame 0 (padding), so equal values sit in several slots and the slot torch
                       picks is arbitrary: compare node = idx mod N there, or values / weights
-            f1.soft / last.soft f32 [K, h, w] soft predictions (what later frames use as labels)
-  Robustness (printed by the script): the smallest top-k boundary gap over all frames (cc 7e-5,
-  uvc 5e-3 relative; crw 2.4e-4 in logits), and a re-run with the encoder outputs multiplied by
-  (1 + 1e-5 N(0, 1)) moves the last soft labels by <= 1e-4 and at most 2 mask pixels.
+            f1.soft / last.soft f32 [2, h, w] soft predictions (what later frames use as labels)
+  Robustness (printed by the script, per case and sequence): the smallest top-k boundary gap,
+  and re-runs with the encoder outputs multiplied by (1 + 1e-6 / 1e-5 N(0, 1)): how far the last
+  soft labels and the masks move (at most 24 mask pixels, uvc car-shadow).
+tests/golden/propagate_davis.safetensors (`python tests/golden/propagate.py full [cc,uvc,crw]`)
+  The official protocols at the official sizes (CC_DEFAULTS, UVC_DEFAULTS, CRW_DEFAULTS: 960x560,
+  832x480, native 854x480) with the fixture's encoders on the first FULL_FRAMES frames (cc 6,
+  uvc 6, crw 8) of the full-resolution sequences (cv2-decoded JPEGs); first masks as ids {0, 1}
+  (2 channels instead of 256, the same output); masks stored as ids {0, 255}.
+    c.frames               int64: frames stored
+    c.<seq>.masks.runs / masks.counts / fragile   as above
 
 DEVELOPMENT CLI (outputs are never committed)
-  python tests/golden/propagate.py                      writes the fixture
+  python tests/golden/propagate.py                      writes propagate.safetensors
+  python tests/golden/propagate.py full [cc,uvc,crw]    writes propagate_davis.safetensors (slow:
+      minutes per sequence and protocol)
   python tests/golden/propagate.py davis --root /work/shared/data/davis2016-val \
       --sequences blackswan,car-shadow,dog --protocol cc --weights FILE.safetensors \
       [--prefix encoder.] --out DIR      full protocol, official sizes; palette PNGs DIR/<seq>/%05d.png

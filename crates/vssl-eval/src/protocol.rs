@@ -85,7 +85,11 @@ pub enum ColourInput {
 pub enum LabelDownsample {
     /// The map resized with PIL's nearest rule, then one-hot (ContrastCorr's and UVC's
     /// `read_seg`: `scipy.misc.imresize(.., 'nearest', mode='F')` to `(W/8, H/8)` of the working
-    /// size).
+    /// size). The reference's one-hot has `max id + 1` channels (256 for DAVIS-2016's ids
+    /// {0, 255}); vssl keeps one channel per id of the map (background first). The reference's
+    /// other channels stay zero all along and never win its argmax (the first maximum wins and
+    /// the labels are non-negative), so the masks are the same (checked against the reference
+    /// by `tests/propagation_fidelity.rs`) at a fraction of the cost.
     Nearest,
     /// The one-hot map (`f32`) resized bilinearly as OpenCV's `cv2.resize(.., INTER_LINEAR)`
     /// does on float images (pixel centres aligned, no antialiasing) to the feature grid

@@ -11,9 +11,11 @@
 //!   sequence and protocol).
 //! - [`full_sequences_match_pytorch`]: the official protocols at the official sizes (854×480
 //!   frames decoded from JPEG, ContrastCorr at 960×560, UVC at 832×480, CRW native) on the first
-//!   frames of the same sequences (`tests/golden/propagate_davis.safetensors`: 6 frames for
-//!   ContrastCorr and UVC, 8 for CRW, masks run-length encoded), when the data is present:
-//!   `$VSSL_SHARED_DATA` or `../shared/data` next to the workspace, `davis2016-val` in it.
+//!   frames of the same sequences (`tests/golden/propagate_davis.safetensors` holds PyTorch's
+//!   masks, run-length encoded, of the first 6 frames for ContrastCorr and UVC and 8 for CRW; the
+//!   first [`FULL_FRAMES_TESTED`] are compared), when the data is present: `$VSSL_SHARED_DATA` or
+//!   `../shared/data` next to the workspace, `davis2016-val` in it. The sequences are not run to
+//!   their end: at the official sizes that takes minutes.
 
 #![allow(
     clippy::unwrap_used,
@@ -39,6 +41,10 @@ use vssl_eval::protocol::{
 
 const SEQS: [&str; 3] = ["blackswan", "car-shadow", "dog"];
 const CASES: [&str; 3] = ["cc", "uvc", "crw"];
+/// Frames of each full sequence propagated (the reference holds more: 6 for ContrastCorr and
+/// UVC, 8 for CRW); at the official sizes each ContrastCorr frame costs up to `1 + context` global
+/// 8400 × 8400 affinities, so this keeps the test near a minute on two cores.
+const FULL_FRAMES_TESTED: usize = 4;
 /// The bar: masks equal on at least this fraction of pixels, per sequence and protocol.
 const AGREEMENT: f64 = 0.999;
 
@@ -381,13 +387,16 @@ fn full_sequences_match_pytorch() -> Result<()> {
     }
     let weights = load("propagate.safetensors");
     let fx = load("propagate_davis.safetensors");
-    let mut report = Vec::new();
+    let (mut report, mut failed) = (Vec::new(), Vec::new());
     for case in CASES {
         let key = format!("{case}.frames");
         if !fx.contains_key(&key) {
             panic!("propagate_davis.safetensors lacks {case}");
         }
         let n = int(&fx, &key) as usize;
+        assert!(n >= FULL_FRAMES_TESTED, "{case}: {n} frames stored");
+        // Propagation is causal: the first frames' masks do not depend on the later ones.
+        let n = FULL_FRAMES_TESTED;
         let mut proto = protocol(&weights, case);
         // The official knobs; only the encoder (and its strides) comes from the small fixture.
         let strides = proto.strides.clone();
@@ -413,18 +422,21 @@ fn full_sequences_match_pytorch() -> Result<()> {
                 h0 as usize,
                 w0 as usize,
             );
-            let (frac, per_frame) = agreement(&out.maps, &want);
+            let (frac, per_frame) = agreement(&out.maps, &want[..n]);
             let fragile = int(&fx, &format!("{case}.{seq}.fragile"));
             report.push(format!(
-                "{case}.{seq} ({n} frames, {:.1} s): {frac:.6} equal, different px per frame {per_frame:?}, Python's fragile px {fragile}",
+                "{case}.{seq} ({n} frames, {:.1} s): {frac:.6} equal, different px per frame {per_frame:?}, Python's fragile px {fragile} (over its stored frames)",
                 start.elapsed().as_secs_f64()
             ));
-            assert!(
-                frac >= AGREEMENT,
-                "{case}.{seq}: masks agree on {frac:.6} of the pixels (< {AGREEMENT}); different px per frame {per_frame:?}"
-            );
+            eprintln!("{}", report.last().unwrap());
+            if frac < AGREEMENT {
+                failed.push(format!(
+                    "{case}.{seq}: masks agree on {frac:.6} of the pixels (< {AGREEMENT})"
+                ));
+            }
         }
     }
     println!("{}", report.join("\n"));
+    assert!(failed.is_empty(), "{}", failed.join("\n"));
     Ok(())
 }

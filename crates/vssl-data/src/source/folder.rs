@@ -303,11 +303,12 @@ fn sat16(v: i32) -> i32 {
 /// interpolation=INTER_LINEAR)` on x86 (checked against opencv-python 5.0 on DAVIS frames at the
 /// evaluation sizes by `crates/vssl-eval/tests/propagation_fidelity.rs`; no antialiasing, like
 /// OpenCV and PyTorch's `antialias=False`). Separable: each needed source row is interpolated
-/// along x once (exact integers, weights of [`taps`]), then pairs of rows are blended along y
-/// with the arithmetic of OpenCV's SIMD vertical pass (`VResizeLinearVec_32s8u`): 16-bit
-/// `mulhi(row >> 4, β)` per row, a saturating add, `(v + 2) >> 2` saturated to `u8`. Not
-/// reproduced: OpenCV's scalar tail of rows whose byte length is not a multiple of 32 (a few
-/// bytes per row, within one level) and its switch to `INTER_AREA` for an exact 2× shrink.
+/// along x once (exact integers, each weight rounded to 11 bits on its own), then pairs of rows
+/// are blended along y with the arithmetic of OpenCV's SIMD vertical pass
+/// (`VResizeLinearVec_32s8u`): 16-bit `mulhi(row >> 4, β)` per row, a saturating add,
+/// `(v + 2) >> 2` saturated to `u8`. Not reproduced: OpenCV's scalar tail of rows whose byte
+/// length is not a multiple of 32 (a few bytes per row, within one level) and its switch to
+/// `INTER_AREA` for an exact 2× shrink.
 pub fn resize_bilinear_rgb(img: &Frame, width: u32, height: u32) -> Frame {
     let (iw, ih) = img.dimensions();
     if width == 0 || height == 0 || iw == 0 || ih == 0 {
