@@ -19,7 +19,7 @@ use vssl_core::{Error, Result};
 use vssl_data::augment::{IMAGENET_MEAN, IMAGENET_STD};
 use vssl_data::frame::Frame;
 use vssl_model::weights::{TensorMap, load_into_varmap, load_tensors, strip_prefix};
-use vssl_model::{Depth, ResNet, ResNetConfig};
+use vssl_model::{Depth, PaddingMode, ResNet, ResNetConfig};
 
 use crate::protocol::ColourInput;
 
@@ -101,16 +101,32 @@ impl Encoder {
         } else {
             strip_prefix(all, strip)
         };
-        let cfg = infer_config(&t, strides, path)?;
-        let t = encoder_keys(t, strides.len());
+        Self::from_tensors(t, strides, path, device)
+    }
+
+    /// A ResNet from tensors already in memory under torchvision's names (what
+    /// [`Encoder::from_weights`] reads from a file); `source` names them in errors and reports.
+    /// Keys beyond the stem and the stages the `strides` use are ignored.
+    ///
+    /// # Errors
+    /// [`Error::File`] naming `source` when the tensors hold no ResNet under torchvision's
+    /// names, fewer stages than the strides, or keys that do not fit.
+    pub fn from_tensors(
+        tensors: TensorMap,
+        strides: &[usize],
+        source: &Path,
+        device: &Device,
+    ) -> Result<Self> {
+        let cfg = infer_config(&tensors, strides, source)?;
+        let t = encoder_keys(tensors, strides.len());
         let varmap = VarMap::new();
         let net = ResNet::new(&cfg, VarBuilder::from_varmap(&varmap, DType::F32, device))?;
-        load_into_varmap(&varmap, &t, path)?;
+        load_into_varmap(&varmap, &t, source)?;
         Ok(Self::ResNet {
             net: Box::new(net),
             source: format!(
                 "{} ({:?}, width {}, strides {:?})",
-                path.display(),
+                source.display(),
                 cfg.depth,
                 cfg.width,
                 cfg.strides
@@ -186,6 +202,21 @@ impl Encoder {
     /// # Errors
     /// candle's errors; [`Error::Op`] when the frame is smaller than a patch.
     pub fn features(&self, frame: &Frame, colour: ColourInput, device: &Device) -> Result<Tensor> {
+        self.features_padded(frame, colour, PaddingMode::Zeros, device)
+    }
+
+    /// [`Encoder::features`] with the ResNet's convolutions padded as `padding` says (CRW's
+    /// encoder: [`PaddingMode::Reflect`]); the raw-pixel encoder ignores it.
+    ///
+    /// # Errors
+    /// As [`Encoder::features`].
+    pub fn features_padded(
+        &self,
+        frame: &Frame,
+        colour: ColourInput,
+        padding: PaddingMode,
+        device: &Device,
+    ) -> Result<Tensor> {
         match self {
             Encoder::ResNet { net, .. } => {
                 let x = encoder_input(frame, colour)?
@@ -194,7 +225,10 @@ impl Encoder {
                 // Detached: the output of an op on variables records its inputs for a backward
                 // pass, so a kept feature map would keep the whole forward pass's activations
                 // alive (hundreds of MB per context frame).
-                Ok(net.forward_t(&x, false)?.squeeze(0)?.detach())
+                Ok(net
+                    .forward_padded(&x, false, padding)?
+                    .squeeze(0)?
+                    .detach())
             }
             Encoder::LabPatches => {
                 let x = vssl_data::augment::rgb_frame_to_lab_tensor(frame)?; // [3, H, W]
@@ -225,6 +259,11 @@ pub fn encoder_input(frame: &Frame, colour: ColourInput) -> Result<Tensor> {
         ColourInput::Lab => {
             let x = vssl_data::augment::rgb_frame_to_lab_tensor(frame)?;
             vssl_data::augment::encoder_input(&x)
+        }
+        ColourInput::LabLightness => {
+            let x = vssl_data::augment::rgb_frame_to_lab_tensor(frame)?;
+            let l = x.narrow(0, 0, 1)?;
+            vssl_data::augment::encoder_input(&Tensor::cat(&[&l, &l, &l], 0)?)
         }
         ColourInput::Rgb => {
             let (w, h) = frame.dimensions();

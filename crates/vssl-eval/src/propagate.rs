@@ -17,7 +17,7 @@ use vssl_data::frame::LabelMap;
 use vssl_data::source::FrameSource;
 
 use crate::encoder::Encoder;
-use crate::protocol::{Affinity, Protocol};
+use crate::protocol::{Affinity, FirstFrameOutput, LabelDownsample, OutputRule, Protocol};
 
 /// One propagated frame, as given to the sink.
 #[derive(Debug)]
@@ -83,6 +83,28 @@ pub fn one_hot_resized(map: &LabelMap, ids: &[u8], size: (usize, usize)) -> Resu
     Ok(Tensor::from_vec(v, (ids.len(), h, w), &Device::Cpu)?)
 }
 
+/// One-hot `[K, H, W]` of `map` (channel `i` = `ids[i]`) resized bilinearly to `size = (h, w)`
+/// as OpenCV's `cv2.resize(onehot, (w, h), interpolation=INTER_LINEAR)` does on a float image
+/// (pixel centres aligned, no antialiasing: the geometry of `align_corners = false`), CRW's
+/// first-frame labels.
+pub fn one_hot_bilinear(map: &LabelMap, ids: &[u8], size: (usize, usize)) -> Result<Tensor> {
+    let (w0, h0) = (map.width() as usize, map.height() as usize);
+    let mut lut = [usize::MAX; 256];
+    for (i, &id) in ids.iter().enumerate() {
+        lut[id as usize] = i;
+    }
+    let plane = h0 * w0;
+    let mut v = vec![0f32; ids.len() * plane];
+    for (i, &id) in map.as_raw().iter().enumerate() {
+        let ch = lut[id as usize];
+        if ch != usize::MAX {
+            v[ch * plane + i] = 1.0;
+        }
+    }
+    let x = Tensor::from_vec(v, (ids.len(), h0, w0), &Device::Cpu)?;
+    resize_bilinear(&x, size, false)
+}
+
 /// L2-normalises every feature vector (dim 0 of `[C, h, w]`), with PyTorch's `F.normalize`
 /// floor of 1e-12 on the norm.
 fn l2_normalize(f: &Tensor) -> Result<Tensor> {
@@ -118,9 +140,14 @@ fn norm_mask(x: &Tensor) -> Result<Tensor> {
 }
 
 impl Propagation<'_> {
-    /// The label map of soft labels `[K, h, w]`: upsampled to the working size `(H, W)`
-    /// (bilinear, `align_corners = false`), optionally `norm_mask`ed, argmax over channels
-    /// (the first maximum wins), to ids, then to the frame's `(H0, W0)` with PIL's nearest rule.
+    /// The label map of soft labels `[K, h, w]` as the protocol's [`OutputRule`] says:
+    /// upsampled (bilinear, `align_corners = false`) to the working size `work = (H, W)` or
+    /// straight to the frame's `original = (H0, W0)`, optionally `norm_mask`ed, argmax over
+    /// channels (the first maximum wins), to ids, then (working size) to the frame's size with
+    /// PIL's nearest rule.
+    ///
+    /// # Errors
+    /// candle's errors.
     pub fn decide(
         &self,
         soft: &Tensor,
@@ -128,7 +155,12 @@ impl Propagation<'_> {
         work: (usize, usize),
         original: (usize, usize),
     ) -> Result<LabelMap> {
-        let up = resize_bilinear(&soft.to_device(&Device::Cpu)?, work, false)?; // [K, H, W]
+        let (h0, w0) = original;
+        let (h, w) = match self.protocol.output {
+            OutputRule::WorkThenNearest => work,
+            OutputRule::Bilinear => original,
+        };
+        let up = resize_bilinear(&soft.to_device(&Device::Cpu)?, (h, w), false)?; // [K, h, w]
         let up = if self.protocol.norm_mask {
             norm_mask(&up)?
         } else {
@@ -139,15 +171,18 @@ impl Propagation<'_> {
             .to_dtype(DType::U32)?
             .flatten_all()?
             .to_vec1::<u32>()?;
-        let (h, w) = work;
-        let (h0, w0) = original;
-        let (iy, ix) = (nearest_indices_pil(h, h0), nearest_indices_pil(w, w0));
-        let mut out = Vec::with_capacity(h0 * w0);
-        for &sy in &iy {
-            for &sx in &ix {
-                out.push(ids[arg[sy * w + sx] as usize]);
+        let out = if (h, w) == (h0, w0) {
+            arg.iter().map(|&a| ids[a as usize]).collect()
+        } else {
+            let (iy, ix) = (nearest_indices_pil(h, h0), nearest_indices_pil(w, w0));
+            let mut out = Vec::with_capacity(h0 * w0);
+            for &sy in &iy {
+                for &sx in &ix {
+                    out.push(ids[arg[sy * w + sx] as usize]);
+                }
             }
-        }
+            out
+        };
         LabelMap::from_raw(w0 as u32, h0 as u32, out)
             .ok_or_else(|| Error::op("propagate", "label map size mismatch"))
     }
@@ -168,9 +203,12 @@ impl Propagation<'_> {
                     format!("{}: frame {t} missing", source.describe()),
                 )
             })?;
-        let f = self
-            .encoder
-            .features(&frame, self.protocol.colour, &self.device)?;
+        let f = self.encoder.features_padded(
+            &frame,
+            self.protocol.colour,
+            self.protocol.padding,
+            &self.device,
+        )?;
         if self.protocol.l2_normalize {
             l2_normalize(&f)
         } else {
@@ -296,8 +334,9 @@ impl Propagation<'_> {
     }
 
     /// Propagates the ids of `first` (the map of frame 0, at the frames' size) through every
-    /// frame of `source`, calling `sink` for each frame in order (frame 0 first, with `first`
-    /// itself). Returns the ids, channel order of the soft labels.
+    /// frame of `source`, calling `sink` for each frame in order (frame 0 first: `first` itself
+    /// or, with [`FirstFrameOutput::Decided`], its labels on the feature grid decided like every
+    /// other frame). Returns the ids, channel order of the soft labels.
     ///
     /// # Errors
     /// [`Error::File`]/[`Error::Op`] naming the video when a frame cannot be decoded, the first
@@ -323,11 +362,15 @@ impl Propagation<'_> {
         }
         let work = self.work_size(source)?;
         let ids = label_ids(first);
+        let downsample = self.protocol.label_downsample;
         self.run_soft(
             source,
-            |grid| one_hot_resized(first, &ids, grid),
+            |grid| match downsample {
+                LabelDownsample::Nearest => one_hot_resized(first, &ids, grid),
+                LabelDownsample::Bilinear => one_hot_bilinear(first, &ids, grid),
+            },
             |index, soft| {
-                if index == 0 {
+                if index == 0 && self.protocol.first_frame == FirstFrameOutput::Given {
                     return sink(Propagated {
                         index,
                         labels: first,

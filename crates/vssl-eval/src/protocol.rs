@@ -8,10 +8,17 @@
 //! | features | raw | raw | L2-normalised |
 //! | affinity | global per context frame, mutual matching, softmax over the context (temperature 1), top-5 kept, no renormalisation | the same without mutual matching | top-10 jointly over all context frames, softmax (temperature 0.05) over the kept |
 //! | context | first frame + 7 previous, predictions averaged | the same | first frame + 20 previous, the video front-padded with copies of frame 0; radius 12 around each node except in the first frame |
-//! | output | ×8 bilinear, per-channel min-max, argmax, PIL-nearest to the frame size | the same | ×8 bilinear, argmax, to the frame size |
+//! | encoder input | Lab | L channel ×3 | RGB |
+//! | padding | zeros | zeros | reflect in every padded convolution (`--model-type scratch`) |
+//! | first-frame labels | one-hot, PIL-nearest to the feature grid | the same | one-hot, bilinear (OpenCV, float) to `⌈H/8⌉ × ⌈W/8⌉` |
+//! | output | ×8 bilinear to the working size, per-channel min-max, argmax, PIL-nearest to the frame size; frame 0 = the given map | the same | bilinear (OpenCV, float) straight to the frame size, argmax; frame 0 = the first-frame labels decided the same way |
+//!
+//! The transcription `tests/golden/propagate.py` documents every rule with its source file, and
+//! `crates/vssl-eval/tests/propagation_fidelity.rs` checks the presets against it.
 
 use serde::{Deserialize, Serialize};
 use vssl_core::{Error, Result};
+pub use vssl_model::PaddingMode;
 
 /// How frames are sized for the encoder.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -66,6 +73,52 @@ pub enum ColourInput {
     Lab,
     /// RGB / 255 normalised with ImageNet's mean and std (CRW).
     Rgb,
+    /// The lightness of [`ColourInput::Lab`] alone: `x_L = (L − 128)/128` repeated on three
+    /// channels, then `((x + 1)/2 − mean_c)/std_c` per channel `c` with ImageNet's statistics (UVC's
+    /// `test.py`, github.com/Liusifei/UVC: its `forward` feeds `frame[:, 0:1].repeat(1, 3, 1, 1)`).
+    LabLightness,
+}
+
+/// How the first frame's label map becomes labels on the feature grid.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LabelDownsample {
+    /// The map resized with PIL's nearest rule, then one-hot (ContrastCorr's and UVC's
+    /// `read_seg`: `scipy.misc.imresize(.., 'nearest', mode='F')` to `(W/8, H/8)` of the working
+    /// size). The reference's one-hot has `max id + 1` channels (256 for DAVIS-2016's ids
+    /// {0, 255}); vssl keeps one channel per id of the map (background first). The reference's
+    /// other channels stay zero all along and never win its argmax (the first maximum wins and
+    /// the labels are non-negative), so the masks are the same (checked against the reference
+    /// by `tests/propagation_fidelity.rs`) at a fraction of the cost.
+    Nearest,
+    /// The one-hot map (`f32`) resized bilinearly as OpenCV's `cv2.resize(.., INTER_LINEAR)`
+    /// does on float images (pixel centres aligned, no antialiasing) to the feature grid
+    /// (CRW's `data/vos.py`: to `⌈W/8⌉ × ⌈H/8⌉` of the frame).
+    Bilinear,
+}
+
+/// How soft labels on the feature grid become a label map of the frame's size.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OutputRule {
+    /// Bilinear (`align_corners = false`) to the working size, `norm_mask` when asked, argmax
+    /// (the first maximum wins), then PIL's nearest rule to the frame size (ContrastCorr, UVC:
+    /// `F.interpolate(scale_factor=8)` and `imresize(.., 'nearest')`).
+    WorkThenNearest,
+    /// Bilinear straight to the frame size (OpenCV's float `INTER_LINEAR`, the same geometry),
+    /// `norm_mask` when asked, argmax (CRW's `dump_predictions`).
+    Bilinear,
+}
+
+/// What is reported as frame 0's label map.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FirstFrameOutput {
+    /// The given map itself (ContrastCorr, UVC copy the annotation).
+    Given,
+    /// The first-frame labels on the feature grid decided by the [`OutputRule`] like every
+    /// other frame (CRW writes its prediction for frame 0 too).
+    Decided,
 }
 
 /// How the context frames vote.
@@ -119,6 +172,14 @@ pub struct Protocol {
     /// Min-max normalise every label channel whose maximum is positive before the argmax
     /// (ContrastCorr's `norm_mask`).
     pub norm_mask: bool,
+    /// Padding of the encoder's convolutions (CRW: reflect).
+    pub padding: PaddingMode,
+    /// How the first frame's map is put on the feature grid.
+    pub label_downsample: LabelDownsample,
+    /// How soft labels become a map at the frame's size.
+    pub output: OutputRule,
+    /// What frame 0's map is.
+    pub first_frame: FirstFrameOutput,
 }
 
 impl Default for Protocol {
@@ -149,16 +210,22 @@ impl Protocol {
             previous: 7,
             pad_with_first: false,
             norm_mask: true,
+            padding: PaddingMode::Zeros,
+            label_downsample: LabelDownsample::Nearest,
+            output: OutputRule::WorkThenNearest,
+            first_frame: FirstFrameOutput::Given,
         }
     }
 
-    /// UVC's `test.py`: ContrastCorr's protocol without mutual matching, at 480p.
+    /// UVC's `test.py`: ContrastCorr's protocol without mutual matching, at 480p, the encoder
+    /// fed the lightness alone.
     pub fn uvc() -> Self {
         Self {
             size: SizeRule::ShortSide {
                 side: 480,
                 multiple: 64,
             },
+            colour: ColourInput::LabLightness,
             affinity: Affinity::PerFrame {
                 mutual_matching: false,
                 temperature: 1.0,
@@ -184,6 +251,10 @@ impl Protocol {
             previous: 20,
             pad_with_first: true,
             norm_mask: false,
+            padding: PaddingMode::Reflect,
+            label_downsample: LabelDownsample::Bilinear,
+            output: OutputRule::Bilinear,
+            first_frame: FirstFrameOutput::Decided,
         }
     }
 

@@ -8,6 +8,9 @@ use candle_nn::{Init, VarBuilder};
 use vssl_core::Result;
 use vssl_core::ops::conv::{ConvParams, conv2d};
 use vssl_core::ops::norm::{Epilogue, NormStats, batch_norm};
+use vssl_core::ops::pad::reflection_pad2d;
+
+use crate::resnet::PaddingMode;
 
 /// A 2-d convolution (one group) with an optional per-channel bias.
 #[derive(Debug, Clone)]
@@ -27,7 +30,22 @@ impl Conv {
     }
 
     pub(crate) fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        let y = conv2d(x, &self.weight, self.params)?;
+        self.forward_padded(x, PaddingMode::Zeros)
+    }
+
+    /// The convolution with its padding done as `mode` says (a reflect pad of `padding` on
+    /// every side and an unpadded convolution, as PyTorch's `padding_mode='reflect'`).
+    pub(crate) fn forward_padded(&self, x: &Tensor, mode: PaddingMode) -> Result<Tensor> {
+        let p = self.params.padding;
+        let y = if mode == PaddingMode::Reflect && p > 0 {
+            let params = ConvParams {
+                padding: 0,
+                ..self.params
+            };
+            conv2d(&reflection_pad2d(x, (p, p, p, p))?, &self.weight, params)?
+        } else {
+            conv2d(x, &self.weight, self.params)?
+        };
         match &self.bias {
             None => Ok(y),
             Some(b) => Ok(y.broadcast_add(&b.reshape((1, (), 1, 1))?)?),

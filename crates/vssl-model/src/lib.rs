@@ -13,4 +13,4 @@ pub mod resnet;
 pub mod weights;
 
 pub use autoencoder::{Autoencoder, AutoencoderWidths, LabDecoder, LabEncoder};
-pub use resnet::{Depth, ResNet, ResNetConfig, is_trainable};
+pub use resnet::{Depth, PaddingMode, ResNet, ResNetConfig, is_trainable};

@@ -33,6 +33,21 @@ use crate::layers::{BatchNorm, Conv};
 
 const OP: &str = "ResNet";
 
+/// How the convolutions with a positive padding pad their input (the max-pool always pads with
+/// −∞, as PyTorch's).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PaddingMode {
+    /// Zeros (torchvision).
+    #[default]
+    Zeros,
+    /// The border mirrored, border row/column not repeated (`padding_mode='reflect'`): what
+    /// CRW's `ResNet.modify(padding='reflect')` sets on every convolution with padding for
+    /// `--model-type scratch`, the encoder of its README's evaluation command
+    /// (github.com/ajabri/videowalk, `code/resnet.py`).
+    Reflect,
+}
+
 /// Which ResNet: the block type and the number of blocks per stage.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -254,7 +269,7 @@ impl Block {
         Ok(Self { convs, downsample })
     }
 
-    fn forward_t(&self, x: &Tensor, train: bool) -> Result<Tensor> {
+    fn forward_t(&self, x: &Tensor, train: bool, padding: PaddingMode) -> Result<Tensor> {
         let identity = match &self.downsample {
             Some(d) => d.forward_t(x, train)?,
             None => x.clone(),
@@ -264,7 +279,7 @@ impl Block {
         for (i, (c, b)) in self.convs.iter().enumerate() {
             // The last BatchNorm adds the shortcut; every one is followed by a ReLU.
             let residual = (i == last).then_some(&identity);
-            y = b.forward(&c.forward(&y)?, train, residual, true)?;
+            y = b.forward(&c.forward_padded(&y, padding)?, train, residual, true)?;
         }
         Ok(y)
     }
@@ -346,6 +361,16 @@ impl ResNet {
     /// [`Error::Op`] (`ResNet`) when `x` is not `[B, 3, H, W]` with `B ≥ 1`; candle's errors
     /// otherwise (e.g. a batch of one pixel in train mode).
     pub fn forward_t(&self, x: &Tensor, train: bool) -> Result<Tensor> {
+        self.forward_padded(x, train, PaddingMode::Zeros)
+    }
+
+    /// [`ResNet::forward_t`] with the convolutions padded as `padding` says (the 1×1 shortcut
+    /// convolutions have no padding; the max-pool keeps its −∞ padding).
+    ///
+    /// # Errors
+    /// As [`ResNet::forward_t`]; [`Error::Op`] (`reflection_pad2d`) for a reflect pad wider than
+    /// the map (a map of one pixel).
+    pub fn forward_padded(&self, x: &Tensor, train: bool, padding: PaddingMode) -> Result<Tensor> {
         let dims = x.dims();
         if dims.len() != 4 || dims[1] != 3 || dims[0] == 0 {
             return Err(Error::op(
@@ -355,11 +380,11 @@ impl ResNet {
         }
         let mut y = self
             .bn1
-            .forward(&self.conv1.forward(x)?, train, None, true)?;
+            .forward(&self.conv1.forward_padded(x, padding)?, train, None, true)?;
         y = max_pool2d(&y, (3, 3), (2, 2), (1, 1))?;
         for stage in &self.layers {
             for block in stage {
-                y = block.forward_t(&y, train)?;
+                y = block.forward_t(&y, train, padding)?;
             }
         }
         Ok(y)

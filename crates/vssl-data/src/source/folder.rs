@@ -263,41 +263,59 @@ pub(crate) fn assemble(
 const COEF_BITS: u32 = 11;
 const COEF_ONE: i32 = 1 << COEF_BITS;
 
-/// Per output coordinate: the two source taps and the fixed-point weight of the second, with
-/// OpenCV's `INTER_LINEAR` rule: `s = (d + 0.5)·in/out − 0.5`, clamped to the edges.
-fn taps(inp: u32, out: u32) -> Vec<(usize, usize, i32)> {
-    let scale = f64::from(inp) / f64::from(out);
-    let last = inp as usize - 1;
+/// Per output coordinate: the two source taps and their fixed-point weights, as OpenCV's
+/// `cv::resize` computes them for `INTER_LINEAR` on 8-bit images: `f = (d + 0.5)·s − 0.5` in
+/// `f32` (`s = 1/(out/in)` in `f64`), `i = ⌊f⌋`, each weight `1 − (f − i)` and `f − i` rounded
+/// separately (half to even) to 11 bits. Along x (`clamp`) a coordinate before the first pixel
+/// or from the last one on is moved onto that pixel with weights (2048, 0); along y OpenCV keeps
+/// the weights of the unclamped coordinate and only clamps the two rows it reads.
+fn taps(inp: u32, out: u32, clamp: bool) -> Vec<(usize, usize, i32, i32)> {
+    let scale = 1.0 / (f64::from(out) / f64::from(inp));
+    let last = i64::from(inp) - 1;
+    let one = COEF_ONE as f32;
     (0..out)
         .map(|d| {
-            let f = (f64::from(d) + 0.5) * scale - 0.5;
-            let mut s = f.floor();
-            let mut frac = f - s;
-            if s < 0.0 {
-                s = 0.0;
+            let f = ((f64::from(d) + 0.5) * scale - 0.5) as f32;
+            let mut s = f.floor() as i64;
+            let mut frac = f - s as f32;
+            if clamp && s < 0 {
+                s = 0;
                 frac = 0.0;
             }
-            let s = s as usize;
-            if s >= last {
-                return (last, last, 0);
+            if clamp && s >= last {
+                s = last;
+                frac = 0.0;
             }
-            let w0 = ((1.0 - frac) * f64::from(COEF_ONE)).round() as i32;
-            (s, s + 1, COEF_ONE - w0)
+            let w0 = ((1.0 - frac) * one).round_ties_even() as i32;
+            let w1 = (frac * one).round_ties_even() as i32;
+            let row = |i: i64| i.clamp(0, last) as usize;
+            (row(s), row(s + 1), w0, w1)
         })
         .collect()
 }
 
-/// Bilinear resize of an RGB8 image to `width × height` with OpenCV `cv2.resize(...,
-/// interpolation=INTER_LINEAR)` geometry and 11-bit fixed-point weights (no antialiasing, like
+/// Saturates to `i16`.
+fn sat16(v: i32) -> i32 {
+    v.clamp(i32::from(i16::MIN), i32::from(i16::MAX))
+}
+
+/// Bilinear resize of an RGB8 image to `width × height` bit-exact with OpenCV's `cv2.resize(...,
+/// interpolation=INTER_LINEAR)` on x86 (checked against opencv-python 5.0 on DAVIS frames at the
+/// evaluation sizes by `crates/vssl-eval/tests/propagation_fidelity.rs`; no antialiasing, like
 /// OpenCV and PyTorch's `antialias=False`). Separable: each needed source row is interpolated
-/// along x once, then pairs of rows are blended along y.
+/// along x once (exact integers, each weight rounded to 11 bits on its own), then pairs of rows
+/// are blended along y with the arithmetic of OpenCV's SIMD vertical pass
+/// (`VResizeLinearVec_32s8u`): 16-bit `mulhi(row >> 4, β)` per row, a saturating add,
+/// `(v + 2) >> 2` saturated to `u8`. Not reproduced: OpenCV's scalar tail of rows whose byte
+/// length is not a multiple of 32 (a few bytes per row, within one level) and its switch to
+/// `INTER_AREA` for an exact 2× shrink.
 pub fn resize_bilinear_rgb(img: &Frame, width: u32, height: u32) -> Frame {
     let (iw, ih) = img.dimensions();
     if width == 0 || height == 0 || iw == 0 || ih == 0 {
         return Frame::new(width, height);
     }
-    let xt = taps(iw, width);
-    let yt = taps(ih, height);
+    let xt = taps(iw, width, true);
+    let yt = taps(ih, height, false);
     let src = img.as_raw();
     let in_row = iw as usize * 3;
     let ow = width as usize;
@@ -310,34 +328,42 @@ pub fn resize_bilinear_rgb(img: &Frame, width: u32, height: u32) -> Frame {
     ];
     let hpass = |sy: usize, dst: &mut [i32]| {
         let line = &src[sy * in_row..(sy + 1) * in_row];
-        for (o, &(x0, x1, w1)) in dst.chunks_exact_mut(3).zip(&xt) {
-            let w0 = COEF_ONE - w1;
+        for (o, &(x0, x1, w0, w1)) in dst.chunks_exact_mut(3).zip(&xt) {
             let (a, b) = (&line[x0 * 3..x0 * 3 + 3], &line[x1 * 3..x1 * 3 + 3]);
             o[0] = i32::from(a[0]) * w0 + i32::from(b[0]) * w1;
             o[1] = i32::from(a[1]) * w0 + i32::from(b[1]) * w1;
             o[2] = i32::from(a[2]) * w0 + i32::from(b[2]) * w1;
         }
     };
-    for (orow, &(y0, y1, wy1)) in out.chunks_exact_mut(out_row).zip(&yt) {
-        // Source row y0 into slot 0 (reusing slot 1 when it holds it), y1 into slot 1 (not
-        // needed when its weight is 0, e.g. at the bottom edge where y0 == y1).
-        if rows[0].0 != y0 {
-            if rows[1].0 == y0 {
-                rows.swap(0, 1);
-            } else {
-                hpass(y0, &mut rows[0].1);
-                rows[0].0 = y0;
+    for (orow, &(y0, y1, wy0, wy1)) in out.chunks_exact_mut(out_row).zip(&yt) {
+        // Row y1 is needed unless its weight is 0 or it is row y0 (clamped at an edge).
+        let second = (wy1 != 0 && y1 != y0).then_some(y1);
+        let s0 = if rows[0].0 == y0 {
+            0
+        } else if rows[1].0 == y0 {
+            1
+        } else {
+            let s = usize::from(second.is_some() && rows[0].0 == y1);
+            hpass(y0, &mut rows[s].1);
+            rows[s].0 = y0;
+            s
+        };
+        let s1 = match second {
+            None => s0,
+            Some(y1) => {
+                let s = 1 - s0;
+                if rows[s].0 != y1 {
+                    hpass(y1, &mut rows[s].1);
+                    rows[s].0 = y1;
+                }
+                s
             }
-        }
-        if wy1 != 0 && rows[1].0 != y1 {
-            hpass(y1, &mut rows[1].1);
-            rows[1].0 = y1;
-        }
-        let wy0 = COEF_ONE - wy1;
-        let (r0, r1) = (&rows[0].1, &rows[1].1);
+        };
+        let (r0, r1) = (&rows[s0].1, &rows[s1].1);
         for ((o, &a), &b) in orow.iter_mut().zip(r0).zip(r1) {
-            let v = (a * wy0 + b * wy1 + (1 << (2 * COEF_BITS - 1))) >> (2 * COEF_BITS);
-            *o = v.clamp(0, 255) as u8;
+            let a = (sat16(a >> 4) * wy0) >> 16;
+            let b = (sat16(b >> 4) * wy1) >> 16;
+            *o = ((sat16(a + b) + 2) >> 2).clamp(0, 255) as u8;
         }
     }
     Frame::from_raw(width, height, out).unwrap_or_else(|| Frame::new(width, height))

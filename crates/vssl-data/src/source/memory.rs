@@ -1,8 +1,7 @@
-//! Frames held in memory (synthetic clips, tests).
-
-use image::imageops::FilterType;
+//! Frames held in memory (synthetic clips, tests), resized as the folder source resizes.
 
 use super::FrameSource;
+use super::folder::resize_bilinear_rgb;
 use crate::frame::Frame;
 use crate::{Error, Result};
 
@@ -61,9 +60,9 @@ impl FrameSource for MemorySource {
                     )
                 })?;
                 Ok(match resize {
-                    Some((w, h)) if (w, h) != f.dimensions() => {
-                        image::imageops::resize(f, w, h, FilterType::Triangle)
-                    }
+                    // OpenCV's INTER_LINEAR, as the folder source (what the reference scripts'
+                    // `cv2.resize` gives).
+                    Some((w, h)) if (w, h) != f.dimensions() => resize_bilinear_rgb(f, w, h),
                     _ => f.clone(),
                 })
             })
