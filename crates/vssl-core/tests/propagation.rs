@@ -185,3 +185,66 @@ fn bad_shapes_are_clear_errors() -> Result<()> {
     assert!(e.contains("context frame 0"), "{e}");
     Ok(())
 }
+
+/// The fused joint path against the candle path where the selection is delicate: features on a
+/// coarse grid (many affinities exactly equal, so the tie rule decides, and every dot product is
+/// exact in any summation order) plus a variant nudged by 2⁻¹⁰ relative steps (near-ties, still
+/// far apart compared with rounding: affinities a few ulps apart are ordered by each path's own
+/// summation order, which differ; the fused path's is documented at its kernels); dense and
+/// windowed frames mixed in any order; windows clipped by the borders of a map whose row length is
+/// not a multiple of 8; top-k larger than some windows' candidate counts (a Euclidean window of
+/// radius 1 offers one node, radius 2 at most 9).
+#[test]
+fn joint_kernel_equals_the_dense_path_on_ties_and_borders() -> Result<()> {
+    let (c, h, w, k) = (24, 9, 19, 4);
+    let n = h * w;
+    let grid = |seed: usize, nudge: f32| -> Result<Tensor> {
+        let v: Vec<f32> = (0..c * n)
+            .map(|i| {
+                let q = ((i * 7 + seed * 13 + (i / n) * (i % 5)) % 3) as f32 * 0.5;
+                q * (1.0 + nudge * ((i * 31 + seed) % 7) as f32)
+            })
+            .collect();
+        Ok(Tensor::from_vec(v, (c, h, w), &Device::Cpu)?)
+    };
+    let lab = |shift: usize| -> Result<Tensor> {
+        let v: Vec<f32> = (0..k * n)
+            .map(|i| ((i % n) * 5 + shift).is_multiple_of(k + i / n) as u8 as f32)
+            .collect();
+        Ok(Tensor::from_vec(v, (k, h, w), &Device::Cpu)?)
+    };
+    let windows = [
+        Some(LocalWindow::euclidean(3)),
+        None,
+        Some(LocalWindow::euclidean(1)),
+        Some(LocalWindow::square(1)),
+        Some(LocalWindow::euclidean(2)),
+        Some(LocalWindow::euclidean(12)),
+        None,
+    ];
+    for nudge in [0.0, 1.0 / 1024.0] {
+        let context: Vec<ContextFrame> = windows
+            .iter()
+            .enumerate()
+            .map(|(i, &window)| -> Result<ContextFrame> {
+                Ok(ContextFrame {
+                    features: grid(i + 1, nudge)?,
+                    labels: lab(i)?,
+                    window,
+                })
+            })
+            .collect::<Result<_>>()?;
+        let tgt = grid(0, nudge)?;
+        for (scale, topk) in [(1.0, 12), (3.0, 1), (0.5, 30)] {
+            let a = propagate_joint(&tgt, &context, scale, topk)?;
+            let b = propagate_joint_portable(&tgt, &context, scale, topk)?;
+            assert_close(
+                &format!("nudge {nudge} scale {scale} top-{topk}"),
+                &a,
+                &b,
+                Tolerance::COMPOSITE,
+            )?;
+        }
+    }
+    Ok(())
+}

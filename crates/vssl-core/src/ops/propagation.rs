@@ -32,6 +32,10 @@ const OP: &str = "propagate";
 /// ε of the mutual matching's denominators (ContrastCorr's `MutualMatching`).
 pub const MUTUAL_EPS: f32 = 1e-5;
 
+/// Arguments of `f32::exp` below which it returns exactly 0 (the true result is below half the
+/// smallest subnormal from ≈ −103.97 on).
+const UNDERFLOW: f32 = -104.0;
+
 /// Settings of [`propagate_global`].
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct GlobalOptions {
@@ -200,7 +204,10 @@ fn global_cpu(
             }
             let mut sum = 0f32;
             for v in row.iter_mut() {
-                *v = (*v - m).exp();
+                // Below UNDERFLOW `exp` is exactly 0 (expf underflows at ≈ −103.97), but glibc
+                // gets there through a slow path; the same value without it.
+                let d = *v - m;
+                *v = if d < UNDERFLOW { 0.0 } else { d.exp() };
                 sum += *v;
             }
             for v in row.iter_mut() {
@@ -287,32 +294,32 @@ pub fn propagate_joint(
     if !all_cpu {
         return propagate_joint_portable(tgt, context, scale, topk);
     }
-    let tgt2 = tgt.reshape((c, n))?;
+    let t = tgt.flatten_all()?.to_vec1::<f32>()?;
     let mut sel = Selection::new(n, topk);
+    // Target features in 8-node tiles, built once for every Euclidean window frame.
+    let mut tiles = None;
     for (fi, f) in context.iter().enumerate() {
+        let base = fi * n;
         match f.window {
             None => {
-                let ctx = f.features.reshape((c, n))?.contiguous()?;
-                let at = tgt2.t()?.matmul(&ctx)?.flatten_all()?.to_vec1::<f32>()?; // [Nt, Nr]
-                sel.offer_rows(&at, n, |_, r| (fi, r));
+                let x = f.features.flatten_all()?.to_vec1::<f32>()?;
+                offer_dense(&mut sel, &t, &x, (c, n), base)?;
+            }
+            Some(win) if win.euclidean && win.radius > 0 => {
+                let x = f.features.flatten_all()?.to_vec1::<f32>()?;
+                let p = tiles.get_or_insert_with(|| target_tiles(&t, (c, h, w)));
+                offer_windows(&mut sel, p, &x, (c, h, w), win.radius, base, true);
             }
             Some(win) => {
                 let side = 2 * win.radius + 1;
-                let s = side * side;
-                let v = if win.euclidean && win.radius > 0 {
-                    let t = tgt.flatten_all()?.to_vec1::<f32>()?;
-                    let x = f.features.flatten_all()?.to_vec1::<f32>()?;
-                    window_dots(&t, &x, (c, h, w), win.radius)
-                } else {
-                    local_affinity(&tgt.unsqueeze(0)?, &f.features.unsqueeze(0)?, win)?
-                        .flatten_all()?
-                        .to_vec1::<f32>()?
-                };
+                let v = local_affinity(&tgt.unsqueeze(0)?, &f.features.unsqueeze(0)?, win)?
+                    .flatten_all()?
+                    .to_vec1::<f32>()?;
                 let r = win.radius as isize;
-                sel.offer_strided(&v, s, n, |j, o| {
+                sel.offer_strided(&v, side * side, |j, o| {
                     let (y, x) = ((j / w) as isize, (j % w) as isize);
                     let (dy, dx) = ((o / side) as isize - r, (o % side) as isize - r);
-                    (fi, ((y + dy) * w as isize + x + dx) as usize)
+                    base + ((y + dy) * w as isize + x + dx) as usize
                 });
             }
         }
@@ -413,75 +420,130 @@ fn topk_fn(a: &Tensor, k: usize) -> Result<(Tensor, Tensor)> {
     Ok((v, i))
 }
 
-/// The running top-`k` candidates of every target node across context frames.
+/// A candidate of [`propagate_joint`]'s selection: its affinity and `frame · N + node`, whose
+/// order breaks ties (the earlier frame, then node, wins).
+#[derive(Debug, Clone, Copy)]
+struct Cand {
+    v: f32,
+    key: usize,
+}
+
+impl Cand {
+    /// Ranks before `o`: a larger affinity, or an equal one from an earlier (frame, node).
+    #[inline]
+    fn better(&self, o: &Cand) -> bool {
+        self.v > o.v || (self.v == o.v && self.key < o.key)
+    }
+}
+
+/// The running top-`k` candidates of every target node across context frames: `k` slots per
+/// node (the first `len` filled, best first). The kept set is the top `k` of everything offered
+/// under the total order of [`Cand::better`], so it does not depend on the order of the offers.
 struct Selection {
     k: usize,
-    /// Per target: up to `k` candidates (affinity, frame, node), best first.
-    best: Vec<Vec<(f32, usize, usize)>>,
+    n: usize,
+    cands: Vec<Cand>,
+    len: Vec<usize>,
+}
+
+/// The lists of a run of consecutive target nodes (one worker's share of a [`Selection`]).
+struct Lists<'a> {
+    k: usize,
+    cands: &'a mut [Cand],
+    len: &'a mut [usize],
+}
+
+impl Lists<'_> {
+    /// What an affinity must reach (`≥`; an equal one then goes by key) to enter node `i`'s
+    /// list: its `k`-th value, `−∞` until the list is full. Anything below is rejected without a
+    /// look at the list.
+    #[inline]
+    fn threshold(&self, i: usize) -> f32 {
+        if self.len[i] < self.k {
+            f32::NEG_INFINITY
+        } else {
+            self.cands[(i + 1) * self.k - 1].v
+        }
+    }
+
+    /// Offers a candidate to node `i` (non-finite affinities are skipped); returns the node's new
+    /// [`threshold`](Self::threshold).
+    #[inline]
+    fn push(&mut self, i: usize, cand: Cand) -> f32 {
+        let k = self.k;
+        let len = self.len[i];
+        let list = &mut self.cands[i * k..(i + 1) * k];
+        if cand.v.is_finite() && (len < k || cand.better(&list[k - 1])) {
+            let mut p = len.min(k - 1);
+            while p > 0 && cand.better(&list[p - 1]) {
+                list[p] = list[p - 1];
+                p -= 1;
+            }
+            list[p] = cand;
+            self.len[i] = (len + 1).min(k);
+        }
+        self.threshold(i)
+    }
+
+    /// Offers `vals[r]` under key `key0 + r` to node `i`, eight at a time against its threshold.
+    fn offer_run(&mut self, i: usize, vals: &[f32], key0: usize) {
+        let mut t = self.threshold(i);
+        for (ci, chunk) in vals.chunks(LANES).enumerate() {
+            if chunk.iter().fold(false, |any, &v| any | (v >= t)) {
+                for (l, &v) in chunk.iter().enumerate() {
+                    if v >= t {
+                        t = self.push(
+                            i,
+                            Cand {
+                                v,
+                                key: key0 + ci * LANES + l,
+                            },
+                        );
+                    }
+                }
+            }
+        }
+    }
 }
 
 impl Selection {
     fn new(n: usize, k: usize) -> Self {
+        let empty = Cand {
+            v: f32::NEG_INFINITY,
+            key: usize::MAX,
+        };
         Self {
             k,
-            best: vec![Vec::with_capacity(k + 1); n],
+            n,
+            cands: vec![empty; n * k],
+            len: vec![0; n],
         }
     }
 
-    /// Offers a candidate; ties keep the earlier (lower frame, then node).
-    fn push(list: &mut Vec<(f32, usize, usize)>, k: usize, cand: (f32, usize, usize)) {
-        let better = |a: &(f32, usize, usize), b: &(f32, usize, usize)| {
-            a.0 > b.0 || (a.0 == b.0 && (a.1, a.2) < (b.1, b.2))
-        };
-        if list.len() == k && !better(&cand, &list[k - 1]) {
-            return;
-        }
-        let pos = list
-            .iter()
-            .position(|x| better(&cand, x))
-            .unwrap_or(list.len());
-        list.insert(pos, cand);
-        list.truncate(k);
+    /// The lists in runs of `nodes` consecutive targets (the last run may be shorter), in
+    /// parallel.
+    fn runs(&mut self, nodes: usize) -> impl IndexedParallelIterator<Item = Lists<'_>> {
+        let k = self.k;
+        self.cands
+            .par_chunks_mut(nodes * k)
+            .zip(self.len.par_chunks_mut(nodes))
+            .map(move |(cands, len)| Lists { k, cands, len })
     }
 
-    /// Row `j` of `at` (`[Nt, len]`) holds target `j`'s affinities; `src(j, r)` names candidate
-    /// `r`.
-    fn offer_rows(
-        &mut self,
-        at: &[f32],
-        len: usize,
-        src: impl Fn(usize, usize) -> (usize, usize) + Sync,
-    ) {
-        let k = self.k;
-        self.best
-            .par_iter_mut()
-            .zip(at.par_chunks(len))
-            .enumerate()
-            .for_each(|(j, (list, row))| {
-                for (r, &v) in row.iter().enumerate() {
-                    if v.is_finite() {
-                        let (f, node) = src(j, r);
-                        Self::push(list, k, (v, f, node));
-                    }
-                }
-            });
-    }
-
-    /// `v` is `[S, Nt]`: offset `o` of target `j` at `v[o·Nt + j]`; `src(j, o)` names it.
-    fn offer_strided(
-        &mut self,
-        v: &[f32],
-        s: usize,
-        nt: usize,
-        src: impl Fn(usize, usize) -> (usize, usize) + Sync,
-    ) {
-        let k = self.k;
-        self.best.par_iter_mut().enumerate().for_each(|(j, list)| {
+    /// `v` is `[S, Nt]`: offset `o` of target `j` at `v[o·Nt + j]`; `key(j, o)` is its key.
+    fn offer_strided(&mut self, v: &[f32], s: usize, key: impl Fn(usize, usize) -> usize + Sync) {
+        let n = self.n;
+        self.runs(1).enumerate().for_each(|(j, mut list)| {
             for o in 0..s {
-                let a = v[o * nt + j];
+                let a = v[o * n + j];
                 if a.is_finite() {
-                    let (f, node) = src(j, o);
-                    Self::push(list, k, (a, f, node));
+                    list.push(
+                        0,
+                        Cand {
+                            v: a,
+                            key: key(j, o),
+                        },
+                    );
                 }
             }
         });
@@ -489,28 +551,29 @@ impl Selection {
 
     /// The weighted label sums `[K, Nt]`.
     fn finish(self, labels: &[Vec<f32>], k: usize, n: usize, scale: f32) -> Result<Vec<f32>> {
-        if let Some(j) = self.best.iter().position(|l| l.len() < self.k) {
+        let kk = self.k;
+        if let Some(j) = self.len.iter().position(|&l| l < kk) {
             return Err(Error::op(
                 OP,
                 format!(
-                    "target node {j} has {} candidates, fewer than top-k {}",
-                    self.best[j].len(),
-                    self.k
+                    "target node {j} has {} candidates, fewer than top-k {kk}",
+                    self.len[j]
                 ),
             ));
         }
         let mut out_t = zeroed(n * k);
         out_t
             .par_chunks_mut(k.max(1))
-            .zip(self.best.par_iter())
+            .zip(self.cands.par_chunks(kk))
             .for_each(|(out, list)| {
-                let m = list[0].0 * scale;
-                let e: Vec<f32> = list.iter().map(|c| (c.0 * scale - m).exp()).collect();
+                let m = list[0].v * scale;
+                let e: Vec<f32> = list.iter().map(|c| (c.v * scale - m).exp()).collect();
                 let sum: f32 = e.iter().sum();
                 for (c, w) in list.iter().zip(&e) {
-                    let lab = &labels[c.1];
+                    let (frame, node) = (c.key / n, c.key % n);
+                    let lab = &labels[frame];
                     for (kk, o) in out.iter_mut().enumerate() {
-                        *o += lab[kk * n + c.2] * (w / sum);
+                        *o += lab[kk * n + node] * (w / sum);
                     }
                 }
             });
@@ -524,110 +587,200 @@ impl Selection {
     }
 }
 
-/// Target lanes per register block of [`window_dots`].
-const LANES: usize = 8;
-/// Offsets per register block of [`window_dots`].
-const OFFS: usize = 12;
+/// Target nodes per tile of [`offer_dense`].
+const DENSE_T: usize = 128;
+/// Context nodes per tile of [`offer_dense`].
+const DENSE_R: usize = 512;
 
-/// The dot products of every target node of `tgt` (`[C, h, w]`, row-major) with the context
-/// nodes of `ctx` (same shape) at the offsets a Euclidean window of `radius` keeps
-/// (`dx² + dy² < r²`), laid out `[(2r+1)², h·w]` like `local_affinity`; offsets outside the image
-/// or the window are `−∞`.
-///
-/// Register-blocked: 8 target nodes × 12 offsets accumulate over the channels in registers
-/// (AVX2 + FMA when the CPU has them), reading channel planes padded with zeros so that no
-/// bounds are checked in the inner loop.
-fn window_dots(
+/// Offers every node of a frame without a window: the affinities `tgtᵀ ctx` (both `[C, N]`) by
+/// `gemm` in tiles of [`DENSE_T`] targets × [`DENSE_R`] context nodes into one buffer per worker,
+/// each tile offered to its targets' lists as it is made. Each affinity is `gemm`'s dot product
+/// over the channels, the same as the full `[N, N]` product's.
+fn offer_dense(
+    sel: &mut Selection,
     tgt: &[f32],
+    ctx: &[f32],
+    (c, n): (usize, usize),
+    base: usize,
+) -> Result<()> {
+    sel.runs(DENSE_T)
+        .enumerate()
+        .try_for_each(|(b, mut lists)| -> Result<()> {
+            let t0 = b * DENSE_T;
+            let m = lists.len.len();
+            let mut buf = vec![0f32; m * DENSE_R.min(n)];
+            for r0 in (0..n).step_by(DENSE_R) {
+                let nb = DENSE_R.min(n - r0);
+                // tgtᵀ rows t0.. ([m, C]) times ctx columns r0.. ([C, nb]).
+                let a = Mat {
+                    data: &tgt[t0..],
+                    rs: 1,
+                    cs: n,
+                };
+                let bm = Mat {
+                    data: &ctx[r0..],
+                    rs: n,
+                    cs: 1,
+                };
+                matmul_into(&mut buf[..m * nb], nb, a, bm, (m, nb, c), false, false)?;
+                for (i, row) in buf[..m * nb].chunks_exact(nb).enumerate() {
+                    lists.offer_run(i, row, base + r0);
+                }
+            }
+            Ok(())
+        })
+}
+
+/// Target lanes (consecutive nodes of a row) per register block of [`offer_windows`].
+const LANES: usize = 8;
+/// Largest number of window offsets per register block of [`offer_windows`].
+const OFFS: usize = 12;
+/// Channels per pass of [`offer_windows`]' register blocks over one window row.
+const CHUNK: usize = 64;
+
+/// Target features `[C, h, w]` in tiles of [`LANES`] nodes of a row, `[h, ⌈w/8⌉, C, 8]`, zeros
+/// past the end of the row.
+fn target_tiles(t: &[f32], (c, h, w): (usize, usize, usize)) -> Vec<f32> {
+    let nb = w.div_ceil(LANES);
+    let n = h * w;
+    let mut p = vec![0f32; h * nb * c * LANES];
+    for y in 0..h {
+        for b in 0..nb {
+            let x0 = b * LANES;
+            let len = LANES.min(w - x0);
+            for ch in 0..c {
+                let dst = ((y * nb + b) * c + ch) * LANES;
+                p[dst..dst + len].copy_from_slice(&t[ch * n + y * w + x0..][..len]);
+            }
+        }
+    }
+    p
+}
+
+/// Offers the nodes of a context frame `ctx` (`[C, h, w]`) inside a Euclidean window of
+/// `radius` (`dx² + dy² < r²`) around each target node; `tiles` are the target's features from
+/// [`target_tiles`].
+///
+/// One worker per target row owns that row's lists. For every window row `dy`, register blocks
+/// of 8 consecutive targets × up to 12 consecutive offsets `dx` accumulate over the channels (AVX2 and
+/// FMA when the CPU has them) reading context rows padded with zeros, so no bounds are checked
+/// in the inner loop; each block's values are compared with the 8 targets' thresholds and only
+/// those that reach them are offered. Each dot product is one accumulator starting at 0 with
+/// `acc = fma(t[ch], x[ch], acc)` for `ch = 0, 1, …, C−1` in that order (without FMA:
+/// `acc = t[ch]·x[ch] + acc`), which is also `gemm`'s order for these sizes: the same values as
+/// the dense path's.
+///
+/// `avx`: use the AVX2 + FMA kernel where the CPU has it (tests turn it off to check the
+/// portable one).
+fn offer_windows(
+    sel: &mut Selection,
+    tiles: &[f32],
     ctx: &[f32],
     (c, h, w): (usize, usize, usize),
     radius: usize,
-) -> Vec<f32> {
+    base: usize,
+    avx: bool,
+) {
     let r = radius;
-    let side = 2 * r + 1;
     let n = h * w;
-    let wp = w.div_ceil(LANES) * LANES; // padded target row
-    let wq = r + wp + r + OFFS + LANES; // padded context row: r zeros left, room on the right
-    let mut p = vec![0f32; c * h * wp];
-    let mut q = vec![0f32; c * h * wq];
-    for ch in 0..c {
-        for y in 0..h {
-            let src = &tgt[ch * n + y * w..ch * n + (y + 1) * w];
-            p[(ch * h + y) * wp..(ch * h + y) * wp + w].copy_from_slice(src);
-            let src = &ctx[ch * n + y * w..ch * n + (y + 1) * w];
-            q[(ch * h + y) * wq + r..(ch * h + y) * wq + r + w].copy_from_slice(src);
+    let nb = w.div_ceil(LANES);
+    // Context row yy, channel ch at q[(yy·C + ch)·wq + r + x]: r zeros left, ≥ r zeros right.
+    let wq = r + nb * LANES + r;
+    let mut q = vec![0f32; h * c * wq];
+    q.par_chunks_mut(c * wq).enumerate().for_each(|(yy, rows)| {
+        for ch in 0..c {
+            rows[ch * wq + r..][..w].copy_from_slice(&ctx[ch * n + yy * w..][..w]);
         }
-    }
-    let mut out = vec![f32::NEG_INFINITY; side * side * n];
-    // One task per target row: writes out[s·n + y·w + x] for its own y only.
-    let rows: Vec<Vec<(usize, usize, f32)>> = (0..h)
-        .into_par_iter()
-        .map(|y| {
-            let mut vals = Vec::new();
-            window_row(&p, &q, (c, h, w, wp, wq), r, y, &mut vals);
-            vals
-        })
-        .collect();
-    for vals in rows {
-        for (s, j, v) in vals {
-            out[s * n + j] = v;
-        }
-    }
-    out
+    });
+    let dims = (c, h, w, wq);
+    let tile_row = nb * c * LANES;
+    sel.runs(w).enumerate().for_each(|(y, mut lists)| {
+        let p = &tiles[y * tile_row..(y + 1) * tile_row];
+        window_row(&mut lists, p, &q, dims, r, y, base, avx);
+    });
 }
 
-/// Row `y` of [`window_dots`]: pushes `(offset index, target node, value)`.
+/// Whether the CPU has AVX2 and FMA (the fast kernel of [`offer_windows`]).
+fn has_avx2_fma() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
+    }
+}
+
+/// Row `y` of [`offer_windows`]; `avx`: with the AVX2 + FMA kernel, which needs
+/// [`has_avx2_fma`] (otherwise the portable one).
+#[allow(clippy::too_many_arguments)]
 fn window_row(
+    lists: &mut Lists,
     p: &[f32],
     q: &[f32],
-    dims: (usize, usize, usize, usize, usize),
+    dims: (usize, usize, usize, usize),
     r: usize,
     y: usize,
-    vals: &mut Vec<(usize, usize, f32)>,
+    base: usize,
+    avx: bool,
 ) {
     #[cfg(target_arch = "x86_64")]
     {
-        if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
-        {
+        if avx && has_avx2_fma() {
             // SAFETY: the CPU supports AVX2 and FMA (checked just above).
-            unsafe { window_row_avx2(p, q, dims, r, y, vals) };
+            unsafe { window_row_avx2(lists, p, q, dims, r, y, base) };
             return;
         }
     }
-    window_row_generic::<false>(p, q, dims, r, y, vals);
+    let _ = avx;
+    window_row_impl::<false>(lists, p, q, dims, r, y, base);
 }
 
+/// [`window_row_impl`] compiled for AVX2 + FMA.
+///
+/// # Safety
+/// The CPU must support AVX2 and FMA.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
 unsafe fn window_row_avx2(
+    lists: &mut Lists,
     p: &[f32],
     q: &[f32],
-    dims: (usize, usize, usize, usize, usize),
+    dims: (usize, usize, usize, usize),
     r: usize,
     y: usize,
-    vals: &mut Vec<(usize, usize, f32)>,
+    base: usize,
 ) {
-    window_row_generic::<true>(p, q, dims, r, y, vals);
+    window_row_impl::<true>(lists, p, q, dims, r, y, base);
 }
 
+/// The body of [`window_row`]; `AVX`: the caller runs with AVX2 + FMA enabled (and checked).
 #[inline(always)]
-fn window_row_generic<const FMA: bool>(
+fn window_row_impl<const AVX: bool>(
+    lists: &mut Lists,
     p: &[f32],
     q: &[f32],
-    (c, h, w, wp, wq): (usize, usize, usize, usize, usize),
+    (c, h, w, wq): (usize, usize, usize, usize),
     r: usize,
     y: usize,
-    vals: &mut Vec<(usize, usize, f32)>,
+    base: usize,
 ) {
-    let side = 2 * r + 1;
+    let nb = w.div_ceil(LANES);
+    // Thresholds of the row's targets; +∞ past its end (never offered).
+    let mut thr = vec![f32::INFINITY; nb * LANES];
+    for (x, t) in thr.iter_mut().enumerate().take(w) {
+        *t = lists.threshold(x);
+    }
     let ri = r as isize;
+    let mut partial: Vec<[[f32; LANES]; OFFS]> = Vec::new();
     for dy in -ri..=ri {
         let yy = y as isize + dy;
         if yy < 0 || yy >= h as isize {
             continue;
         }
         let yy = yy as usize;
-        // Euclidean window: dx² + dy² < r², a contiguous run of dx.
+        // Euclidean window: dx² + dy² < r², a contiguous run |dx| ≤ m.
         let rem = (ri * ri - dy * dy) as f64;
         if rem <= 0.0 {
             continue;
@@ -637,40 +790,200 @@ fn window_row_generic<const FMA: bool>(
             m -= 1; // strict inequality
         }
         let count = (2 * m + 1) as usize;
-        for x0 in (0..w).step_by(LANES) {
+        // Blocks of (nearly) equal size, at most OFFS offsets each.
+        let blocks = count.div_ceil(OFFS);
+        let size = |bi: usize| count / blocks + usize::from(bi < count % blocks);
+        let qrow = &q[yy * c * wq..(yy + 1) * c * wq];
+        let key_row = base + yy * w;
+        if partial.len() < blocks {
+            partial.resize(blocks, [[0.0; LANES]; OFFS]);
+        }
+        for b in 0..nb {
+            let x0 = b * LANES;
+            let tile = &p[b * c * LANES..(b + 1) * c * LANES];
+            partial[..blocks].fill([[0.0; LANES]; OFFS]);
+            // CHUNK channels at a time for all the offset blocks, which share the context
+            // lines; the accumulators wait in `partial` between chunks (same order, same values).
+            for ch0 in (0..c).step_by(CHUNK) {
+                let cc = CHUNK.min(c - ch0);
+                let (tile, qc) = (&tile[ch0 * LANES..], &qrow[ch0 * wq..]);
+                let mut d0 = 0;
+                for (bi, acc) in partial[..blocks].iter_mut().enumerate() {
+                    let nd = size(bi);
+                    // Context column of lane 0, offset 0 in the padded row.
+                    let start = (x0 as isize + d0 as isize - m + ri) as usize;
+                    macro_rules! run {
+                        ($($nd:literal)*) => {
+                            match nd {
+                                $($nd => dots::<AVX, $nd>(tile, &qc[start..], wq, cc, acc),)*
+                                _ => unreachable!("offset block of {nd}"),
+                            }
+                        };
+                    }
+                    run!(1 2 3 4 5 6 7 8 9 10 11 12);
+                    d0 += nd;
+                }
+            }
             let mut d0 = 0;
-            while d0 < count {
-                let nd = OFFS.min(count - d0);
-                let mut acc = [[0f32; LANES]; OFFS];
-                for ch in 0..c {
-                    let pr = &p[(ch * h + y) * wp + x0..(ch * h + y) * wp + x0 + LANES];
-                    let qrow = &q[(ch * h + yy) * wq..(ch * h + yy + 1) * wq];
-                    for (o, a) in acc.iter_mut().enumerate().take(nd) {
-                        // context column x + dx, dx = d0 + o − m, stored at + r.
-                        let start = (x0 as isize + (d0 + o) as isize - m + ri) as usize;
-                        let qr = &qrow[start..start + LANES];
-                        for l in 0..LANES {
-                            a[l] = if FMA {
-                                pr[l].mul_add(qr[l], a[l])
-                            } else {
-                                pr[l] * qr[l] + a[l]
-                            };
-                        }
-                    }
-                }
-                for (o, a) in acc.iter().enumerate().take(nd) {
-                    let dx = (d0 + o) as isize - m;
-                    let s = ((dy + ri) as usize) * side + (dx + ri) as usize;
-                    for (l, &v) in a.iter().enumerate() {
-                        let x = x0 + l;
-                        let xx = x as isize + dx;
-                        if x < w && xx >= 0 && xx < w as isize {
-                            vals.push((s, y * w + x, v));
-                        }
-                    }
-                }
+            for (bi, acc) in partial[..blocks].iter().enumerate() {
+                let nd = size(bi);
+                let blk = Block {
+                    x0,
+                    dx0: d0 as isize - m,
+                    w,
+                    key_row,
+                };
+                blk.select(lists, &mut thr, &acc[..nd]);
                 d0 += nd;
             }
         }
+    }
+}
+
+/// Where a register block of [`window_row_impl`] sits.
+struct Block {
+    /// The first target column.
+    x0: usize,
+    /// The first offset.
+    dx0: isize,
+    /// The row length.
+    w: usize,
+    /// The key of the context row's node 0.
+    key_row: usize,
+}
+
+impl Block {
+    /// Offers the block's values that reach their target's threshold, skipping targets past the
+    /// row's end and context columns outside the image.
+    #[inline(always)]
+    fn select(&self, lists: &mut Lists, thr: &mut [f32], acc: &[[f32; LANES]]) {
+        for (o, a) in acc.iter().enumerate() {
+            let dx = self.dx0 + o as isize;
+            for (l, &v) in a.iter().enumerate() {
+                let x = self.x0 + l;
+                if v >= thr[x] {
+                    let xx = x as isize + dx;
+                    if x < self.w && xx >= 0 && xx < self.w as isize {
+                        let key = self.key_row + xx as usize;
+                        thr[x] = lists.push(x, Cand { v, key });
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// `N` offsets × [`LANES`] targets of dot products over `c` channels, continued from `acc`
+/// (its first `N` rows): target lane `l`, channel `ch` at `tile[ch·8 + l]`; its context value at
+/// offset `o` at `q[ch·wq + o + l]`. One accumulator per dot product, channels in order (see
+/// [`offer_windows`]).
+#[inline(always)]
+fn dots<const AVX: bool, const N: usize>(
+    tile: &[f32],
+    q: &[f32],
+    wq: usize,
+    c: usize,
+    acc: &mut [[f32; LANES]; OFFS],
+) {
+    const { assert!(N <= OFFS) };
+    if c == 0 {
+        return;
+    }
+    assert!(tile.len() >= c * LANES && q.len() >= (c - 1) * wq + N - 1 + LANES);
+    #[cfg(target_arch = "x86_64")]
+    if AVX {
+        // SAFETY: `AVX` is only set inside `window_row_avx2`, which runs after the CPU was found
+        // to support AVX2 and FMA; the slices cover every index read (asserted above).
+        unsafe { dots_avx2::<N>(tile, q, wq, c, acc) };
+        return;
+    }
+    for ch in 0..c {
+        let pr = &tile[ch * LANES..(ch + 1) * LANES];
+        let qr = &q[ch * wq..ch * wq + N - 1 + LANES];
+        for (o, a) in acc.iter_mut().take(N).enumerate() {
+            for l in 0..LANES {
+                a[l] += pr[l] * qr[o + l];
+            }
+        }
+    }
+}
+
+/// [`dots`] in AVX2 + FMA registers.
+///
+/// # Safety
+/// The CPU must support AVX2 and FMA; `tile` must hold `c·8` values and `q` at least
+/// `(c−1)·wq + N − 1 + 8`; `N ≤ OFFS`.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+#[inline]
+unsafe fn dots_avx2<const N: usize>(
+    tile: &[f32],
+    q: &[f32],
+    wq: usize,
+    c: usize,
+    out: &mut [[f32; LANES]; OFFS],
+) {
+    use std::arch::x86_64::{
+        _mm256_fmadd_ps, _mm256_loadu_ps, _mm256_setzero_ps, _mm256_storeu_ps,
+    };
+    let mut acc = [_mm256_setzero_ps(); N];
+    for (a, o) in acc.iter_mut().zip(out.iter()) {
+        // SAFETY: `o` holds 8 floats; unaligned load.
+        *a = unsafe { _mm256_loadu_ps(o.as_ptr()) };
+    }
+    let (tp, qp) = (tile.as_ptr(), q.as_ptr());
+    for ch in 0..c {
+        // SAFETY: reads tile[ch·8 .. ch·8 + 8] and q[ch·wq + o .. ch·wq + o + 8] for o < N, all
+        // inside the slices (the caller's contract); unaligned loads.
+        unsafe {
+            let pv = _mm256_loadu_ps(tp.add(ch * LANES));
+            let qr = qp.add(ch * wq);
+            for (o, a) in acc.iter_mut().enumerate() {
+                *a = _mm256_fmadd_ps(pv, _mm256_loadu_ps(qr.add(o)), *a);
+            }
+        }
+    }
+    for (o, a) in out.iter_mut().zip(&acc) {
+        // SAFETY: `o` holds 8 floats; unaligned store.
+        unsafe { _mm256_storeu_ps(o.as_mut_ptr(), *a) };
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The AVX2 + FMA and the portable window kernels select the same candidates (features on a
+    /// coarse grid: every dot product exact, fused or not; ties everywhere), with more channels
+    /// than one [`CHUNK`] and windows clipped by the borders.
+    #[test]
+    fn window_kernels_agree() {
+        let (c, h, w, r, k) = (CHUNK + 6, 7, 13, 3, 5);
+        let n = h * w;
+        let t: Vec<f32> = (0..c * n).map(|i| ((i * 7) % 5) as f32 * 0.5).collect();
+        let x: Vec<f32> = (0..c * n).map(|i| ((i * 11) % 3) as f32 * 0.25).collect();
+        let tiles = target_tiles(&t, (c, h, w));
+        let run = |avx: bool| {
+            let mut sel = Selection::new(n, k);
+            offer_windows(&mut sel, &tiles, &x, (c, h, w), r, n, avx);
+            let kept: Vec<(f32, usize)> = sel.cands.iter().map(|c| (c.v, c.key)).collect();
+            (kept, sel.len)
+        };
+        let portable = run(false);
+        // Brute force: every candidate of the window, offered one by one.
+        let mut sel = Selection::new(n, k);
+        for (j, mut list) in sel.runs(1).collect::<Vec<_>>().into_iter().enumerate() {
+            let (y, xx) = ((j / w) as isize, (j % w) as isize);
+            for node in 0..n {
+                let (dy, dx) = ((node / w) as isize - y, (node % w) as isize - xx);
+                if dy * dy + dx * dx < (r * r) as isize {
+                    let v = (0..c).map(|ch| t[ch * n + j] * x[ch * n + node]).sum();
+                    list.push(0, Cand { v, key: n + node });
+                }
+            }
+        }
+        let brute: Vec<(f32, usize)> = sel.cands.iter().map(|c| (c.v, c.key)).collect();
+        assert_eq!(portable.0, brute);
+        assert_eq!(portable, run(true));
     }
 }
