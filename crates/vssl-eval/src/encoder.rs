@@ -225,10 +225,7 @@ impl Encoder {
                 // Detached: the output of an op on variables records its inputs for a backward
                 // pass, so a kept feature map would keep the whole forward pass's activations
                 // alive (hundreds of MB per context frame).
-                Ok(net
-                    .forward_padded(&x, false, padding)?
-                    .squeeze(0)?
-                    .detach())
+                Ok(net.forward_padded(&x, false, padding)?.squeeze(0)?.detach())
             }
             Encoder::LabPatches => {
                 let x = vssl_data::augment::rgb_frame_to_lab_tensor(frame)?; // [3, H, W]
