@@ -307,3 +307,125 @@ fn keypoints_score_pck_for_the_model_and_the_baselines() {
     let stdout = String::from_utf8_lossy(&o.stdout);
     assert!(stdout.contains("PCK@0.1"), "{stdout}");
 }
+
+/// A small ResNet-18 (width 1/8, CRW's strides, candle's random init) under torchvision's names.
+fn small_resnet() -> vssl_model::weights::TensorMap {
+    use candle_core::{DType, Device};
+    use candle_nn::{VarBuilder, VarMap};
+    let varmap = VarMap::new();
+    let cfg = vssl_model::ResNetConfig {
+        width: 0.125,
+        ..vssl_model::ResNetConfig::crw(vssl_model::Depth::R18)
+    };
+    vssl_model::ResNet::new(
+        &cfg,
+        VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu),
+    )
+    .expect("a ResNet");
+    vssl_core::testing::named_vars(&varmap)
+        .into_iter()
+        .map(|(k, v)| (k, v.as_tensor().clone()))
+        .collect()
+}
+
+fn prefixed(t: &vssl_model::weights::TensorMap, prefix: &str) -> vssl_model::weights::TensorMap {
+    t.iter()
+        .map(|(k, v)| (format!("{prefix}{k}"), v.clone()))
+        .collect()
+}
+
+#[test]
+fn weights_files_and_run_checkpoints_are_evaluated() {
+    let dir = tmp("weights");
+    let data = dir.0.join("data");
+    clips(&data);
+    let d = data.to_str().expect("utf-8");
+    let net = small_resnet();
+    // A file trained elsewhere, under a prefix.
+    let file = dir.0.join("cc.safetensors");
+    vssl_model::weights::export_torchvision(&prefixed(&net, "module.gray_encoder."), &file)
+        .expect("saved");
+    let (out, json) = (dir.0.join("w"), dir.0.join("w.json"));
+    let o = vssl(&[
+        "eval",
+        "propagate",
+        "--weights",
+        file.to_str().expect("utf-8"),
+        "--strip-prefix",
+        "module.gray_encoder.",
+        "--data",
+        d,
+        "--protocol",
+        "crw",
+        "--previous",
+        "2",
+        "--out",
+        out.to_str().expect("utf-8"),
+        "--json",
+        json.to_str().expect("utf-8"),
+        "--baselines",
+        "none",
+        "--no-overlay",
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let s = read_json(&json);
+    let method = s["model"]["method"].as_str().expect("method");
+    assert!(
+        method.contains("cc.safetensors") && method.contains("0.125"),
+        "{method}"
+    );
+    assert!(s["baselines"].as_object().expect("baselines").is_empty());
+    assert!(!out.join("overlays").exists());
+    // Without the prefix stripped, the error says what is missing.
+    let o = vssl(&[
+        "eval",
+        "propagate",
+        "--weights",
+        file.to_str().expect("utf-8"),
+        "--data",
+        d,
+        "--out",
+        out.to_str().expect("utf-8"),
+    ]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        !o.status.success() && err.contains("--strip-prefix"),
+        "{err}"
+    );
+    // A run folder: the newest checkpoint's `encoder.` keys.
+    let run = dir.0.join("run");
+    std::fs::create_dir_all(&run).expect("mkdir");
+    vssl_model::weights::save_safetensors(
+        &prefixed(&net, "encoder."),
+        &run.join("checkpoint-7.safetensors"),
+    )
+    .expect("saved");
+    let (out2, json2) = (dir.0.join("r"), dir.0.join("r.json"));
+    let o = vssl(&[
+        "eval",
+        "propagate",
+        "--checkpoint",
+        run.to_str().expect("utf-8"),
+        "--data",
+        d,
+        "--protocol",
+        "crw",
+        "--previous",
+        "2",
+        "--out",
+        out2.to_str().expect("utf-8"),
+        "--json",
+        json2.to_str().expect("utf-8"),
+        "--baselines",
+        "none",
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let s2 = read_json(&json2);
+    let method = s2["model"]["method"].as_str().expect("method");
+    assert!(method.contains("checkpoint-7.safetensors"), "{method}");
+    // The same weights give the same masks, whichever way they came.
+    assert_eq!(
+        s["model"]["scores"]["J-Mean"],
+        s2["model"]["scores"]["J-Mean"]
+    );
+}
