@@ -37,6 +37,19 @@ pub struct DavisArgs {
     /// or grayscale PNGs (≥ 128 is the object), named like the GT annotations.
     #[arg(long)]
     pub predictions: PathBuf,
+    #[command(flatten)]
+    pub set: DavisSet,
+    /// Write the JSON summary (global, per sequence, per object with per-frame J and F) here.
+    #[arg(long)]
+    pub json: Option<PathBuf>,
+    /// Write `global_results-val.csv` and `per-sequence_results-val.csv` into this folder.
+    #[arg(long)]
+    pub csv_dir: Option<PathBuf>,
+}
+
+/// Which DAVIS sequences a command reads.
+#[derive(Args, Debug, Clone)]
+pub struct DavisSet {
     /// DAVIS root (`JPEGImages/<resolution>/`, `Annotations/<resolution>/`, optionally
     /// `ImageSets/<year>/val.txt`).
     #[arg(long)]
@@ -53,12 +66,20 @@ pub struct DavisArgs {
     /// folder).
     #[arg(long, value_delimiter = ',')]
     pub sequences: Option<Vec<String>>,
-    /// Write the JSON summary (global, per sequence, per object with per-frame J and F) here.
-    #[arg(long)]
-    pub json: Option<PathBuf>,
-    /// Write `global_results-val.csv` and `per-sequence_results-val.csv` into this folder.
-    #[arg(long)]
-    pub csv_dir: Option<PathBuf>,
+}
+
+impl DavisSet {
+    /// The dataset, its year given or detected from the masks.
+    pub fn open(&self) -> Result<Davis> {
+        let data = &self.data;
+        let year = match self.year {
+            Some(y) => y,
+            None => detect_year(data, &self.resolution)
+                .with_context(|| format!("detecting the DAVIS year of {}", data.display()))?,
+        };
+        Davis::open(data, year, &self.resolution, self.sequences.as_deref())
+            .with_context(|| format!("opening DAVIS {year} at {}", data.display()))
+    }
 }
 
 /// Runs `vssl eval <cmd>`.
@@ -69,7 +90,7 @@ pub fn run(cmd: EvalCmd) -> Result<()> {
             let (year, results) = score_davis(&args)?;
             println!(
                 "DAVIS {year} {}: {} sequences, {} objects, scored in {:.2} s\n",
-                args.resolution,
+                args.set.resolution,
                 results.summary.sequences,
                 results.summary.objects,
                 start.elapsed().as_secs_f64()
@@ -85,17 +106,12 @@ pub fn run(cmd: EvalCmd) -> Result<()> {
 /// Scores the predictions of `args` against the DAVIS ground truth with the official boundary
 /// tolerance; returns the DAVIS year used (given, or detected from the masks) and the results.
 pub fn score_davis(args: &DavisArgs) -> Result<(u32, DavisResults)> {
-    let (predictions, data) = (&args.predictions, &args.data);
+    let (predictions, data) = (&args.predictions, &args.set.data);
     if !predictions.is_dir() {
         bail!("prediction folder {} does not exist", predictions.display());
     }
-    let year = match args.year {
-        Some(y) => y,
-        None => detect_year(data, &args.resolution)
-            .with_context(|| format!("detecting the DAVIS year of {}", data.display()))?,
-    };
-    let davis = Davis::open(data, year, &args.resolution, args.sequences.as_deref())
-        .with_context(|| format!("opening DAVIS {year} at {}", data.display()))?;
+    let davis = args.set.open()?;
+    let year = davis.year;
     let results = evaluate_dataset(&davis, predictions, BOUND_TH).with_context(|| {
         format!(
             "scoring {} against {}",

@@ -8,9 +8,11 @@ use clap::Args;
 use serde_json::{Value, json};
 use vssl_core::device::parse_device;
 use vssl_data::dataset::{Badja, Davis};
+
+use crate::eval::DavisSet;
 use vssl_eval::badja::{SequenceKeypoints, propagate_badja, score};
 use vssl_eval::encoder::Encoder;
-use vssl_eval::metrics::davis::{BOUND_TH, DavisResults, detect_year, evaluate_dataset};
+use vssl_eval::metrics::davis::{BOUND_TH, DavisResults, evaluate_dataset};
 use vssl_eval::metrics::pck::PckConvention;
 use vssl_eval::protocol::{Affinity, Protocol, SizeRule};
 use vssl_eval::report;
@@ -124,9 +126,9 @@ impl ProtocolArgs {
     }
 }
 
-/// `vssl eval propagate`.
+/// The model, the protocol, the baselines and the device: what every propagation command takes.
 #[derive(Args, Debug, Clone)]
-pub struct PropagateArgs {
+pub struct MethodArgs {
     #[command(flatten)]
     pub model: ModelSource,
     /// Prefix removed from every key of `--weights` (e.g. `module.gray_encoder.`).
@@ -134,18 +136,52 @@ pub struct PropagateArgs {
     pub strip_prefix: String,
     #[command(flatten)]
     pub protocol: ProtocolArgs,
-    /// DAVIS root (`JPEGImages/<resolution>/`, `Annotations/<resolution>/`).
-    #[arg(long)]
-    pub data: PathBuf,
-    /// DAVIS year (2016 or 2017); default: 2017 when the masks are palette PNGs, else 2016.
-    #[arg(long)]
-    pub year: Option<u32>,
-    /// Resolution folder.
-    #[arg(long, default_value = "480p")]
-    pub resolution: String,
-    /// Only these sequences (comma-separated).
-    #[arg(long, value_delimiter = ',')]
-    pub sequences: Option<Vec<String>>,
+    /// Baselines run next to the model (comma-separated: copy-first, lab, random; `none`).
+    #[arg(long, value_delimiter = ',', default_value = "copy-first,lab,random")]
+    pub baselines: Vec<String>,
+    /// Device: cpu, cuda:N or metal.
+    #[arg(long, default_value = "cpu")]
+    pub device: String,
+}
+
+/// [`MethodArgs`] resolved: the protocol, the device, the model and the baselines to run.
+struct Methods {
+    protocol: Protocol,
+    device: candle_core::Device,
+    model_name: String,
+    model: Method,
+    baselines: Vec<String>,
+}
+
+impl MethodArgs {
+    /// `None` when `--print-protocol` asked only for the protocol (printed here).
+    fn resolve(&self) -> Result<Option<Methods>> {
+        let protocol = self.protocol.resolve()?;
+        if self.protocol.print_protocol {
+            println!("{}", serde_json::to_string_pretty(&protocol)?);
+            return Ok(None);
+        }
+        let device = parse_device(&self.device)?;
+        let (model_name, model) =
+            model_method(&self.model, &self.strip_prefix, &protocol, &device)?;
+        let baselines = baseline_names(&self.baselines, &model_name)?;
+        Ok(Some(Methods {
+            protocol,
+            device,
+            model_name,
+            model,
+            baselines,
+        }))
+    }
+}
+
+/// `vssl eval propagate`.
+#[derive(Args, Debug, Clone)]
+pub struct PropagateArgs {
+    #[command(flatten)]
+    pub method: MethodArgs,
+    #[command(flatten)]
+    pub set: DavisSet,
     /// Output folder: the model's masks in the DAVIS layout (`OUT/<seq>/<frame>.png`), the
     /// baselines' under `OUT/baselines/<name>/`, overlays under `OUT/overlays/`, the official
     /// CSV files and `summary.json`.
@@ -154,12 +190,6 @@ pub struct PropagateArgs {
     /// Also write the JSON summary here.
     #[arg(long)]
     pub json: Option<PathBuf>,
-    /// Baselines run next to the model (comma-separated: copy-first, lab, random; `none`).
-    #[arg(long, value_delimiter = ',', default_value = "copy-first,lab,random")]
-    pub baselines: Vec<String>,
-    /// Device: cpu, cuda:N or metal.
-    #[arg(long, default_value = "cpu")]
-    pub device: String,
     /// Skip the overlay images.
     #[arg(long)]
     pub no_overlay: bool,
@@ -291,26 +321,23 @@ fn comparison_table(runs: &[MethodRun]) -> String {
 
 /// Runs `vssl eval propagate`.
 pub fn propagate(a: PropagateArgs) -> Result<()> {
-    let protocol = a.protocol.resolve()?;
-    if a.protocol.print_protocol {
-        println!("{}", serde_json::to_string_pretty(&protocol)?);
+    let Some(Methods {
+        protocol,
+        device,
+        model_name,
+        model,
+        baselines,
+    }) = a.method.resolve()?
+    else {
         return Ok(());
-    }
-    let device = parse_device(&a.device)?;
-    let year = match a.year {
-        Some(y) => y,
-        None => detect_year(&a.data, &a.resolution)
-            .with_context(|| format!("detecting the DAVIS year of {}", a.data.display()))?,
     };
-    let davis = Davis::open(&a.data, year, &a.resolution, a.sequences.as_deref())
-        .with_context(|| format!("opening DAVIS {year} at {}", a.data.display()))?;
-    let (model_name, model) = model_method(&a.model, &a.strip_prefix, &protocol, &device)?;
-    let baselines = baseline_names(&a.baselines, &model_name)?;
+    let davis = a.set.open()?;
+    let year = davis.year;
     eprintln!(
         "propagating {} sequences of DAVIS {year} with {} ({} protocol) and {} baselines",
         davis.sequences.len(),
         model.describe(),
-        a.protocol.protocol,
+        a.method.protocol.protocol,
         baselines.len()
     );
     std::fs::create_dir_all(&a.out)
@@ -337,11 +364,11 @@ pub fn propagate(a: PropagateArgs) -> Result<()> {
     report::write_csv(&a.out, &main.results, "val")
         .with_context(|| format!("writing the CSV files into {}", a.out.display()))?;
     let summary = json!({
-        "data": a.data.display().to_string(),
+        "data": a.set.data.display().to_string(),
         "year": year,
-        "protocol_preset": a.protocol.protocol,
+        "protocol_preset": a.method.protocol.protocol,
         "protocol": serde_json::to_value(&protocol)?,
-        "device": a.device,
+        "device": a.method.device,
         "model": main.json(),
         "baselines": runs[1..].iter().map(|r| (r.name.clone(), r.json())).collect::<serde_json::Map<_, _>>(),
         "J&F-Mean": main.results.summary.jf_mean,
@@ -371,12 +398,7 @@ fn write_text(path: &Path, text: &str) -> Result<()> {
 #[derive(Args, Debug, Clone)]
 pub struct KeypointArgs {
     #[command(flatten)]
-    pub model: ModelSource,
-    /// Prefix removed from every key of `--weights`.
-    #[arg(long, default_value = "")]
-    pub strip_prefix: String,
-    #[command(flatten)]
-    pub protocol: ProtocolArgs,
+    pub method: MethodArgs,
     /// DAVIS-2016 root holding the BADJA sequences' frames (`JPEGImages/480p/<seq>/`) and masks.
     #[arg(long)]
     pub data: PathBuf,
@@ -389,15 +411,9 @@ pub struct KeypointArgs {
     /// PCK convention: badja (α·√(mask area)) or jhmdb.
     #[arg(long, default_value = "badja")]
     pub convention: String,
-    /// Baselines run next to the model (comma-separated: copy-first, lab, random; `none`).
-    #[arg(long, value_delimiter = ',', default_value = "copy-first,lab,random")]
-    pub baselines: Vec<String>,
     /// Write the JSON summary here.
     #[arg(long)]
     pub json: Option<PathBuf>,
-    /// Device: cpu, cuda:N or metal.
-    #[arg(long, default_value = "cpu")]
-    pub device: String,
 }
 
 /// The BADJA files `--badja` names, filtered by `--sequences`.
@@ -428,12 +444,16 @@ fn badja_files(path: &Path, only: Option<&[String]>) -> Result<Vec<PathBuf>> {
 
 /// Runs `vssl eval keypoints`.
 pub fn keypoints(a: KeypointArgs) -> Result<()> {
-    let protocol = a.protocol.resolve()?;
-    if a.protocol.print_protocol {
-        println!("{}", serde_json::to_string_pretty(&protocol)?);
+    let Some(Methods {
+        protocol,
+        device,
+        model_name,
+        model,
+        baselines,
+    }) = a.method.resolve()?
+    else {
         return Ok(());
-    }
-    let device = parse_device(&a.device)?;
+    };
     let convention = pck_convention(&a.convention)?;
     let files = badja_files(&a.badja, a.sequences.as_deref())?;
     let mut sets = Vec::new();
@@ -442,8 +462,6 @@ pub fn keypoints(a: KeypointArgs) -> Result<()> {
             format!("loading BADJA {} against {}", f.display(), a.data.display())
         })?);
     }
-    let (model_name, model) = model_method(&a.model, &a.strip_prefix, &protocol, &device)?;
-    let baselines = baseline_names(&a.baselines, &model_name)?;
     let mut rows = Vec::new();
     rows.push(keypoint_row(
         &model_name,
@@ -465,7 +483,7 @@ pub fn keypoints(a: KeypointArgs) -> Result<()> {
     let summary = json!({
         "data": a.data.display().to_string(),
         "badja": a.badja.display().to_string(),
-        "protocol_preset": a.protocol.protocol,
+        "protocol_preset": a.method.protocol.protocol,
         "protocol": serde_json::to_value(&protocol)?,
         "convention": a.convention,
         "model": rows[0].json(),
