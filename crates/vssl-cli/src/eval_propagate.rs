@@ -9,6 +9,7 @@ use serde_json::{Value, json};
 use vssl_core::device::parse_device;
 use vssl_data::dataset::{Badja, Davis};
 
+use crate::bench::write_json;
 use crate::eval::DavisSet;
 use vssl_eval::badja::{SequenceKeypoints, propagate_badja, score};
 use vssl_eval::encoder::Encoder;
@@ -375,23 +376,14 @@ pub fn propagate(a: PropagateArgs) -> Result<()> {
         "J-Mean": main.results.summary.j_mean,
         "F-Mean": main.results.summary.f_mean,
     });
-    let text = serde_json::to_string_pretty(&summary)?;
-    write_text(&a.out.join("summary.json"), &text)?;
+    write_json(&a.out.join("summary.json"), &summary)?;
     if let Some(j) = &a.json {
-        write_text(j, &text)?;
+        write_json(j, &summary)?;
     }
     print!("{}", report::format_table(&main.results));
     println!("{}", comparison_table(&runs));
     println!("masks: {}", a.out.display());
     Ok(())
-}
-
-fn write_text(path: &Path, text: &str) -> Result<()> {
-    if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-        std::fs::create_dir_all(parent)
-            .with_context(|| format!("creating {}", parent.display()))?;
-    }
-    std::fs::write(path, text).with_context(|| format!("writing {}", path.display()))
 }
 
 /// `vssl eval keypoints`.
@@ -490,7 +482,7 @@ pub fn keypoints(a: KeypointArgs) -> Result<()> {
         "baselines": rows[1..].iter().map(|r| (r.name.clone(), r.json())).collect::<serde_json::Map<_, _>>(),
     });
     if let Some(j) = &a.json {
-        write_text(j, &serde_json::to_string_pretty(&summary)?)?;
+        write_json(j, &summary)?;
     }
     Ok(())
 }
