@@ -288,9 +288,8 @@ fn open_sequence(seq: &DavisSequence) -> Result<(SequenceSource, LabelMap)> {
         .first()
         .and_then(|a| a.as_ref())
         .ok_or_else(|| Error::file(dir, "the first frame has no annotation to propagate"))?;
-    let first_map = read_mask(annotation)?;
     // Void (255) is not an object to propagate: the official evaluator counts it as background.
-    let mut first_map = first_map;
+    let mut first_map = read_mask(annotation)?;
     for v in first_map.iter_mut() {
         if *v == 255 {
             *v = 0;
