@@ -8,7 +8,12 @@
 //! Commands:
 //! - `test`: everything CI runs: `cargo fmt --check`, clippy with `-D warnings`, `cargo doc`
 //!   with `-D warnings`, and every test of the workspace (test profile: opt-level 3).
-//! - `train`, `eval`, `bench`, `data`: build `vssl` in release and run `vssl <command> ...`.
+//! - `train`, `eval`, `bench`, `data`, `export`: build `vssl` in release and run
+//!   `vssl <command> ...`. While it runs, xtask ignores Ctrl-C: the terminal delivers it to
+//!   `vssl` too, which stops training with a checkpoint, and xtask waits for it to finish.
+//!   `bench` alone (or followed by options only, e.g. `bench --reuse`) runs `vssl bench all`:
+//!   every benchmark, then `target/bench/all.json` and the generated summary block of
+//!   `docs/benchmarks.md`; `bench <name> ...` runs that one benchmark.
 //! - `deps`: only install the system packages.
 
 use std::env;
@@ -52,8 +57,12 @@ commands:
   test               fmt --check, clippy -D warnings, doc -D warnings, all tests (what CI runs)
   train [args...]    release build, then `vssl train [args...]`
   eval [args...]     release build, then `vssl eval [args...]`
-  bench [args...]    release build, then `vssl bench [args...]` (e.g. `bench core`)
+  bench [args...]    release build, then `vssl bench [args...]` (e.g. `bench core`); with no
+                     args, or options only (`bench --reuse`, `bench --only step,eval`),
+                     `vssl bench all`: every benchmark, target/bench/all.json and the summary
+                     in docs/benchmarks.md (`vssl bench all --help` lists the options)
   data [args...]     release build, then `vssl data [args...]`
+  export [args...]   release build, then `vssl export [args...]` (a run's encoder for PyTorch)
   deps               install the Debian packages the build and tests need
 ";
 
@@ -66,8 +75,8 @@ fn main() -> ExitCode {
     let rest = &args[1..];
     let result = match cmd.as_str() {
         "test" => ensure_system_packages().and_then(|()| test(rest)),
-        "train" | "eval" | "bench" | "data" => {
-            ensure_system_packages().and_then(|()| run_vssl(cmd, rest))
+        "train" | "eval" | "bench" | "data" | "export" => {
+            ensure_system_packages().and_then(|()| run_vssl(cmd, &vssl_args(cmd, rest)))
         }
         "deps" => ensure_system_packages(),
         "help" | "-h" | "--help" => {
@@ -310,6 +319,21 @@ fn git_commit() -> Option<String> {
     Some(commit)
 }
 
+/// The arguments after `vssl <cmd>`: `bench` with nothing after it, or with options only,
+/// means `bench all` (help flags still go to `vssl bench`).
+fn vssl_args(cmd: &str, rest: &[String]) -> Vec<String> {
+    let options_only = rest
+        .first()
+        .is_none_or(|a| a.starts_with('-') && !matches!(a.as_str(), "-h" | "--help"));
+    if cmd == "bench" && options_only {
+        std::iter::once("all".to_string())
+            .chain(rest.iter().cloned())
+            .collect()
+    } else {
+        rest.to_vec()
+    }
+}
+
 /// Builds the release `vssl` binary and runs `vssl <cmd> <args>`.
 fn run_vssl(cmd: &str, args: &[String]) -> Result<(), String> {
     let mut build = cargo();
@@ -331,5 +355,10 @@ fn run_vssl(cmd: &str, args: &[String]) -> Result<(), String> {
         vssl.env("VSSL_GIT_COMMIT", commit);
     }
     vssl.env("VSSL_BUILD_PROFILE", "release");
+    // Ctrl-C reaches the whole foreground process group: let `vssl` handle it (a checkpoint,
+    // then a clean exit) and wait for it, instead of dying first and returning the prompt early.
+    if let Err(e) = ctrlc::set_handler(|| {}) {
+        eprintln!("xtask: cannot catch Ctrl-C ({e})");
+    }
     run(vssl)
 }

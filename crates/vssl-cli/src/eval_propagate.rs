@@ -234,20 +234,20 @@ fn baseline_names(requested: &[String], model: &str) -> Result<Vec<String>> {
 }
 
 /// One method's run over the dataset: masks, scores and timing.
-struct MethodRun {
-    name: String,
-    describe: String,
-    results: DavisResults,
-    frames: usize,
-    seconds: f64,
+pub(crate) struct MethodRun {
+    pub(crate) name: String,
+    pub(crate) describe: String,
+    pub(crate) results: DavisResults,
+    pub(crate) frames: usize,
+    pub(crate) seconds: f64,
 }
 
 impl MethodRun {
-    fn fps(&self) -> f64 {
+    pub(crate) fn fps(&self) -> f64 {
         self.frames as f64 / self.seconds.max(1e-9)
     }
 
-    fn json(&self) -> Value {
+    pub(crate) fn json(&self) -> Value {
         json!({
             "name": self.name,
             "method": self.describe,
@@ -260,7 +260,7 @@ impl MethodRun {
 }
 
 #[allow(clippy::too_many_arguments)]
-fn run_method(
+pub(crate) fn run_method(
     davis: &Davis,
     name: &str,
     method: &Method,
@@ -299,7 +299,7 @@ fn run_method(
 }
 
 /// The comparison table: one line per method.
-fn comparison_table(runs: &[MethodRun]) -> String {
+pub(crate) fn comparison_table(runs: &[MethodRun]) -> String {
     let mut s = format!(
         "{:<12} {:>7} {:>7} {:>7} {:>9} {:>9} {:>9}\n",
         "method", "J&F", "J", "F", "J-Recall", "F-Recall", "frames/s"
@@ -507,7 +507,7 @@ struct KeypointRow {
 }
 
 impl KeypointRow {
-    fn json(&self) -> Value {
+    pub(crate) fn json(&self) -> Value {
         json!({
             "name": self.name,
             "method": self.describe,

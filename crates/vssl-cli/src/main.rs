@@ -4,10 +4,12 @@ mod bench;
 mod data;
 mod eval;
 mod eval_propagate;
+mod export;
+mod train;
 
 use std::path::PathBuf;
 
-use anyhow::{Result, bail};
+use anyhow::Result;
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
@@ -23,8 +25,12 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Cmd {
-    /// Train a model (not yet: lands with the training issue).
-    Train,
+    /// Train a model: with no argument, the embedded CPU-sized ContrastCorr run on synthetic
+    /// videos, then a J&F report against the baselines.
+    Train(Box<train::TrainArgs>),
+    /// Export a run's encoder (or any vssl checkpoint) as a torchvision-named safetensors file
+    /// that PyTorch loads with `strict=True`.
+    Export(export::ExportArgs),
     /// Evaluate: score predictions against a benchmark's ground truth.
     Eval {
         #[command(subcommand)]
@@ -44,6 +50,10 @@ enum Cmd {
 
 #[derive(Subcommand)]
 enum BenchCmd {
+    /// Every benchmark in turn (core, data, train-step, step, eval), each writing its JSON as
+    /// when run alone, then target/bench/all.json and the generated summary in
+    /// docs/benchmarks.md.
+    All(bench::all::AllArgs),
     /// Top-k and local-window affinity against sorting and dense baselines.
     Core {
         /// Output file (default target/bench/core.json).
@@ -126,13 +136,25 @@ fn main() -> Result<()> {
     // Training and benchmarks reuse the same large buffers every step: keep freed memory in the
     // process (see vssl_core::memory).
     vssl_core::memory::retain_freed_memory();
+    // The libraries report skipped inputs and resumed runs through `tracing`: show them on
+    // stderr (info and above; `VSSL_LOG=debug` or `warn` changes the level).
+    let level = std::env::var("VSSL_LOG")
+        .ok()
+        .and_then(|l| l.parse::<tracing_subscriber::filter::LevelFilter>().ok())
+        .unwrap_or(tracing_subscriber::filter::LevelFilter::INFO);
+    tracing_subscriber::fmt()
+        .with_max_level(level)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .without_time()
+        .init();
     match Cli::parse().command {
-        Cmd::Train => {
-            bail!("`vssl train` is not implemented yet: it lands with the training issue")
-        }
+        Cmd::Train(args) => train::run(*args),
+        Cmd::Export(args) => export::run(args),
         Cmd::Eval { which } => eval::run(which),
         Cmd::Data { which } => data::run(which),
         Cmd::Bench { which } => match which {
+            BenchCmd::All(args) => bench::all::run(args),
             BenchCmd::Core {
                 out,
                 repeats,

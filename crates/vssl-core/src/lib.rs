@@ -11,6 +11,7 @@
 
 pub mod device;
 pub mod error;
+pub mod io;
 pub mod memory;
 pub mod ops;
 pub mod testing;

@@ -223,3 +223,25 @@ fn bad_arguments_are_clear_errors() -> Result<()> {
     assert_eq!(y.to_vec2::<f32>()?, vec![vec![0.0f32, 0.0, 0.0]]);
     Ok(())
 }
+
+#[test]
+fn a_nan_input_stays_nan_through_the_fused_relu() -> Result<()> {
+    // PyTorch's batch norm + ReLU propagates NaN; a kernel that clamps with `max(0)` would turn
+    // it into 0 and hide a diverged model from the trainer's non-finite-loss check.
+    let mut v: Vec<f32> = (0..2 * 3 * 4).map(|i| (i as f32 * 0.37).sin()).collect();
+    v[5] = f32::NAN; // sample 0, channel 1 ([2, 3, 2, 2])
+    let x = Tensor::from_vec(v, (2, 3, 2, 2), &Device::Cpu)?;
+    let (w, b) = (
+        Tensor::ones(3, DType::F32, &Device::Cpu)?,
+        Tensor::zeros(3, DType::F32, &Device::Cpu)?,
+    );
+    let post = Epilogue {
+        residual: None,
+        relu: true,
+    };
+    let y = batch_norm(&x, &w, &b, NormStats::Batch, 1e-5, post)?.y;
+    let y = y.transpose(0, 1)?.flatten_from(1)?.to_vec2::<f32>()?; // [C, N·H·W]
+    assert!(y[1].iter().all(|v| v.is_nan()), "channel 1: {:?}", y[1]);
+    assert!(y[0].iter().chain(&y[2]).all(|v| v.is_finite() && *v >= 0.0));
+    Ok(())
+}

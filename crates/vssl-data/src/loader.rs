@@ -154,6 +154,13 @@ impl<T: Send + 'static> Loader<T> {
 
     /// The batches of epoch `epoch`, in order, made by the workers ahead of time.
     pub fn epoch(&self, epoch: u64) -> Batches<T> {
+        self.epoch_from(epoch, 0)
+    }
+
+    /// The batches of epoch `epoch` from batch `first_batch` on (a resumed run): the same
+    /// batches, bit for bit, as [`Loader::epoch`] yields from that position, without making the
+    /// samples of the batches before it. Past the end, the iterator is empty.
+    pub fn epoch_from(&self, epoch: u64, first_batch: usize) -> Batches<T> {
         let mut order = self.permutation(epoch);
         let total = if self.cfg.drop_last {
             self.len / self.cfg.batch_size * self.cfg.batch_size
@@ -161,6 +168,9 @@ impl<T: Send + 'static> Loader<T> {
             self.len
         };
         order.truncate(total);
+        let skip = first_batch.saturating_mul(self.cfg.batch_size).min(total);
+        order.drain(..skip);
+        let total = order.len();
         let order: Arc<[usize]> = order.into();
         let window = self.cfg.queue_depth.saturating_mul(self.cfg.batch_size);
         let workers = self.cfg.workers.min(total);

@@ -61,6 +61,18 @@ fn same_seed_gives_the_same_batches_whatever_the_worker_count() -> Result<()> {
 }
 
 #[test]
+fn an_epoch_resumed_mid_way_yields_the_remaining_batches_bit_for_bit() -> Result<()> {
+    let full = collect(&Loader::new(37, 4, 0, 2, 7, jittery_make())?, 5)?;
+    for (workers, first) in [(0, 3), (2, 3), (2, 8), (2, 9), (3, 20)] {
+        let loader = Loader::new(37, 4, workers, 2, 7, jittery_make())?;
+        let rest: Vec<Vec<Item>> = loader.epoch_from(5, first).collect::<Result<_>>()?;
+        let want = &full[first.min(full.len())..];
+        assert_eq!(rest, want, "workers = {workers}, first batch {first}");
+    }
+    Ok(())
+}
+
+#[test]
 fn epochs_and_seeds_change_the_order_and_shuffle_off_keeps_it() -> Result<()> {
     let loader = Loader::new(50, 5, 2, 2, 1, jittery_make())?;
     let p0 = loader.permutation(0);

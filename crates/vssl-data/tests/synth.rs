@@ -531,3 +531,21 @@ fn generator_speed_256() -> Result<()> {
     );
     Ok(())
 }
+
+#[test]
+fn a_lazy_source_renders_the_same_frames_as_the_whole_clip() -> vssl_data::Result<()> {
+    use vssl_data::FrameSource;
+    use vssl_data::synth::{Preset, Split, SynthSource, generate_clip};
+    let mut cfg = Preset::Medium.config();
+    (cfg.width, cfg.height, cfg.frames) = (96, 64, 7);
+    let clip = generate_clip(&cfg, Split::Train, 4, 9)?;
+    let mut src = SynthSource::new(&cfg, Split::Train, 4, 9, "clip 9")?;
+    assert_eq!((src.len(), src.size()), (7, (96, 64)));
+    let got = src.frames(&[6, 0, 6], None)?;
+    assert!(got[0] == clip.frames[6] && got[1] == clip.frames[0] && got[2] == clip.frames[6]);
+    let small = src.frames(&[2], Some((48, 32)))?;
+    assert_eq!(small[0].dimensions(), (48, 32));
+    let e = src.frames(&[7], None).unwrap_err().to_string();
+    assert!(e.contains("clip 9") && e.contains("frame 7"), "{e}");
+    Ok(())
+}

@@ -13,8 +13,6 @@ use std::path::{Path, PathBuf};
 
 use candle_core::{DType, Device, Tensor};
 use candle_nn::{VarBuilder, VarMap};
-use rand::{Rng, SeedableRng};
-use rand_chacha::ChaCha8Rng;
 use vssl_core::{Error, Result};
 use vssl_data::augment::{IMAGENET_MEAN, IMAGENET_STD};
 use vssl_data::frame::Frame;
@@ -158,30 +156,7 @@ impl Encoder {
         };
         let varmap = VarMap::new();
         let net = ResNet::new(&cfg, VarBuilder::from_varmap(&varmap, DType::F32, device))?;
-        let mut rng = ChaCha8Rng::seed_from_u64(seed);
-        let mut vars = vssl_core::testing::named_vars(&varmap);
-        vars.sort_by(|a, b| a.0.cmp(&b.0));
-        for (name, var) in vars {
-            let dims = var.dims().to_vec();
-            let n: usize = dims.iter().product();
-            let v: Vec<f32> = if name.ends_with(".weight") && dims.len() == 4 {
-                let fan_out = (dims[0] * dims[2] * dims[3]) as f64;
-                let std = (2.0 / fan_out).sqrt();
-                // Box–Muller from the seeded stream.
-                (0..n)
-                    .map(|_| {
-                        let (u, v): (f64, f64) = (rng.random(), rng.random());
-                        let r = (-2.0 * (1.0 - u).ln()).sqrt();
-                        (std * r * (std::f64::consts::TAU * v).cos()) as f32
-                    })
-                    .collect()
-            } else if name.ends_with(".weight") || name.ends_with("running_var") {
-                vec![1.0; n]
-            } else {
-                vec![0.0; n]
-            };
-            var.set(&Tensor::from_vec(v, dims, device)?)?;
-        }
+        vssl_model::resnet::seeded_init(&varmap, seed)?;
         Ok(Self::ResNet {
             net: Box::new(net),
             source: format!("random ResNet-18, strides {strides:?}, seed {seed}"),

@@ -396,3 +396,46 @@ impl ResNet {
 pub fn is_trainable(name: &str) -> bool {
     !(name.ends_with("running_mean") || name.ends_with("running_var"))
 }
+
+/// Re-initialises every variable of a ResNet's `varmap` as torchvision does, from a ChaCha8
+/// stream of `seed` (candle's own initialisers draw from an unseeded generator): Kaiming-normal
+/// convolutions (`fan_out`, ReLU gain, Box–Muller), BatchNorm weight and running variance 1,
+/// biases and running means 0. Variables are visited in name order, so the same (configuration,
+/// seed) always gives the same weights.
+///
+/// # Errors
+/// candle's errors (a variable that cannot be set).
+pub fn seeded_init(varmap: &candle_nn::VarMap, seed: u64) -> Result<()> {
+    use rand::{Rng, SeedableRng};
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+    let mut vars: Vec<(String, candle_core::Var)> = varmap
+        .data()
+        .lock()
+        .map_err(|_| Error::op(OP, "the VarMap's lock is poisoned"))?
+        .iter()
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    vars.sort_by(|a, b| a.0.cmp(&b.0));
+    for (name, var) in vars {
+        let dims = var.dims().to_vec();
+        let n: usize = dims.iter().product();
+        let v: Vec<f32> = if name.ends_with(".weight") && dims.len() == 4 {
+            let fan_out = (dims[0] * dims[2] * dims[3]) as f64;
+            let std = (2.0 / fan_out).sqrt();
+            (0..n)
+                .map(|_| {
+                    let (u, v): (f64, f64) = (rng.random(), rng.random());
+                    let r = (-2.0 * (1.0 - u).ln()).sqrt();
+                    (std * r * (std::f64::consts::TAU * v).cos()) as f32
+                })
+                .collect()
+        } else if name.ends_with(".weight") || name.ends_with("running_var") {
+            vec![1.0; n]
+        } else {
+            vec![0.0; n]
+        };
+        let t = Tensor::from_vec(v, dims, var.device())?.to_dtype(var.dtype())?;
+        var.set(&t)?;
+    }
+    Ok(())
+}

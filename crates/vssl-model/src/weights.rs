@@ -28,7 +28,6 @@ mod hub;
 pub use hub::{hf_cache_dir, resolve_in_cache};
 
 use std::collections::BTreeMap;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use candle_core::{DType, Device, Tensor};
@@ -195,41 +194,9 @@ pub fn load_into_varmap(varmap: &VarMap, tensors: &TensorMap, source: &Path) -> 
 /// Writes `tensors` to a safetensors file atomically: a temporary file in the same folder,
 /// flushed to disk, then renamed over `path`. Errors name `path`.
 pub fn save_safetensors(tensors: &TensorMap, path: &Path) -> Result<()> {
-    let dir = match path.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
-        _ => PathBuf::from("."),
-    };
-    let name = path
-        .file_name()
-        .ok_or_else(|| Error::file(path, "not a file path"))?;
-    let tmp = dir.join(format!(
-        ".{}.tmp{}",
-        name.to_string_lossy(),
-        std::process::id()
-    ));
-    let result = write_then_rename(tensors, &tmp, path);
-    if result.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    result
-}
-
-fn write_then_rename(tensors: &TensorMap, tmp: &Path, path: &Path) -> Result<()> {
     let bytes = safetensors::serialize(tensors.iter().map(|(k, v)| (k.as_str(), v)), None)
         .map_err(|e| Error::file(path, format!("cannot serialise tensors: {e}")))?;
-    let werr = |e: std::io::Error| Error::file(path, format!("cannot write: {e}"));
-    let mut f = std::fs::File::create(tmp).map_err(werr)?;
-    f.write_all(&bytes).map_err(werr)?;
-    f.sync_all().map_err(werr)?;
-    drop(f);
-    std::fs::rename(tmp, path).map_err(werr)?;
-    // Make the rename itself durable where the platform allows opening a folder.
-    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty())
-        && let Ok(d) = std::fs::File::open(dir)
-    {
-        let _ = d.sync_all();
-    }
-    Ok(())
+    vssl_core::io::write_atomic(path, &bytes)
 }
 
 /// Writes a ResNet state dict under torchvision's names so that

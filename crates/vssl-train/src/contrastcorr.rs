@@ -198,15 +198,26 @@ pub enum ColourSpace {
     Autoencoder(Box<Autoencoder>),
     /// Lab averaged over the encoder's output stride; decoding is the identity.
     Lab,
+    /// Every `s × s` Lab patch as one `3·s²`-d vector (space-to-depth, `s` the encoder's
+    /// stride); decoding puts the pixels back (depth-to-space). A lossless stand-in for the
+    /// autoencoder: colours are copied as whole patches and compared at full resolution, so
+    /// matching must get the texture inside a cell right, not only its mean colour.
+    LabPatches,
 }
 
 impl ColourSpace {
-    /// `"autoencoder"` or `"lab"`, for the run's records.
+    /// `"autoencoder"`, `"lab"` or `"lab-patches"`, for the run's records.
     pub fn name(&self) -> &'static str {
         match self {
             ColourSpace::Autoencoder(_) => "autoencoder",
             ColourSpace::Lab => "lab",
+            ColourSpace::LabPatches => "lab-patches",
         }
+    }
+
+    /// Whether colours are compared at full resolution (the target is the image itself).
+    fn full_resolution(&self) -> bool {
+        !matches!(self, ColourSpace::Lab)
     }
 
     /// Colour features of a normalised Lab image at the encoder's stride `s`.
@@ -214,22 +225,26 @@ impl ColourSpace {
         match self {
             ColourSpace::Autoencoder(ae) => ae.encoder.forward(x),
             ColourSpace::Lab => Ok(x.avg_pool2d(s)?),
+            ColourSpace::LabPatches => space_to_depth(x, s),
         }
     }
 
-    /// Back to a normalised Lab image (full resolution for the autoencoder, stride `s` for Lab).
+    /// Back to a normalised Lab image (full resolution for the autoencoder and Lab patches,
+    /// stride `s` for Lab).
     fn decode(&self, f: &Tensor) -> Result<Tensor> {
         match self {
             ColourSpace::Autoencoder(ae) => ae.decoder.forward(f),
             ColourSpace::Lab => Ok(f.clone()),
+            ColourSpace::LabPatches => depth_to_space(f),
         }
     }
 
     /// The reconstruction target of a whole normalised Lab image.
     fn target(&self, x: &Tensor, s: usize) -> Result<Tensor> {
-        match self {
-            ColourSpace::Autoencoder(_) => Ok(x.clone()),
-            ColourSpace::Lab => Ok(x.avg_pool2d(s)?),
+        if self.full_resolution() {
+            Ok(x.clone())
+        } else {
+            Ok(x.avg_pool2d(s)?)
         }
     }
 }
@@ -514,9 +529,10 @@ impl ContrastCorrStep {
         // Differentiable crops of the target's features, colour features and Lab image.
         let f_crop = crop(&f_tar, &bbox, 1.0, (hp, wp), ac)?; // [B, C, hp, wp]
         let colour_crop = self.colour_crop(x_tar, &bbox, (ht, wt), (hp, wp))?; // [B, Cc, hp, wp]
-        let gt_crop = match &self.colour {
-            ColourSpace::Autoencoder(_) => crop(x_tar, &bbox, s as f64, (hp * s, wp * s), ac)?,
-            ColourSpace::Lab => colour_crop.clone(),
+        let gt_crop = if self.colour.full_resolution() {
+            crop(x_tar, &bbox, s as f64, (hp * s, wp * s), ac)?
+        } else {
+            colour_crop.clone()
         };
         let gt_ref = self.colour.target(x_ref, s)?;
 
@@ -571,6 +587,39 @@ impl ContrastCorrStep {
             bbox: Some(bbox),
         })
     }
+}
+
+/// `[B, C, H, W]` → `[B, C·s², H/s, W/s]`: channel `c·s² + i·s + j` of cell `(y, x)` is pixel
+/// `(y·s + i, x·s + j)` of channel `c` (PyTorch's `pixel_unshuffle`).
+fn space_to_depth(x: &Tensor, s: usize) -> Result<Tensor> {
+    let (b, c, h, w) = x.dims4()?;
+    if h % s != 0 || w % s != 0 {
+        return Err(Error::op(
+            OP,
+            format!("Lab patches of {s}×{s} need sides multiple of {s}, got {h}×{w}"),
+        ));
+    }
+    let (hs, ws) = (h / s, w / s);
+    Ok(x.reshape((b, c, hs, s, ws, s))? // [B, C, h, s, w, s]
+        .permute((0, 1, 3, 5, 2, 4))? // [B, C, s, s, h, w]
+        .contiguous()?
+        .reshape((b, c * s * s, hs, ws))?)
+}
+
+/// The inverse of [`space_to_depth`] for 3-channel images (PyTorch's `pixel_shuffle`).
+fn depth_to_space(f: &Tensor) -> Result<Tensor> {
+    let (b, cs2, h, w) = f.dims4()?;
+    let s = ((cs2 / 3) as f64).sqrt().round() as usize;
+    if s == 0 || 3 * s * s != cs2 {
+        return Err(Error::op(
+            OP,
+            format!("Lab patches have 3·s² channels, got {cs2}"),
+        ));
+    }
+    Ok(f.reshape((b, 3, s, s, h, w))? // [B, 3, s, s, h, w]
+        .permute((0, 1, 4, 2, 5, 3))? // [B, 3, h, s, w, s]
+        .contiguous()?
+        .reshape((b, 3, h * s, w * s))?)
 }
 
 /// `(B, H, W)` of a `[B, 3, H, W]` image batch with sides multiples of `s`.
@@ -775,6 +824,38 @@ impl Window {
             size: (wh, ww),
             origins,
         })
+    }
+}
+
+#[cfg(test)]
+mod patch_tests {
+    use super::*;
+
+    #[test]
+    fn lab_patches_are_pixel_unshuffle_and_invert() -> Result<()> {
+        let x = Tensor::arange(0f32, 2.0 * 3.0 * 4.0 * 6.0, &Device::Cpu)?.reshape((2, 3, 4, 6))?;
+        let f = space_to_depth(&x, 2)?;
+        assert_eq!(f.dims(), [2, 12, 2, 3]);
+        // channel c·4 + i·2 + j of cell (y, x) is pixel (2y + i, 2x + j) of channel c
+        let (c, i, j, y, xx) = (1usize, 1usize, 0usize, 1usize, 2usize);
+        let want = x
+            .get(1)?
+            .get(c)?
+            .get(2 * y + i)?
+            .get(2 * xx + j)?
+            .to_scalar::<f32>()?;
+        let got = f
+            .get(1)?
+            .get(c * 4 + i * 2 + j)?
+            .get(y)?
+            .get(xx)?
+            .to_scalar::<f32>()?;
+        assert_eq!(got, want);
+        let back = depth_to_space(&f)?;
+        let d = (back - &x)?.abs()?.sum_all()?.to_scalar::<f32>()?;
+        assert_eq!(d, 0.0);
+        assert!(space_to_depth(&x, 4).is_err());
+        Ok(())
     }
 }
 

@@ -4,6 +4,7 @@
 //! `--child NAME`), so that the peak resident memory it reports belongs to that configuration
 //! alone, inputs included. Speed and memory targets are checked here, never in timed tests.
 
+pub mod all;
 pub mod core;
 pub mod data;
 pub mod eval;
@@ -185,14 +186,11 @@ pub fn last_json_line(stdout: &[u8], what: &str) -> Result<Value> {
 
 /// Writes `value` as pretty JSON to `path`, atomically (temporary file, then rename).
 pub fn write_json(path: &Path, value: &Value) -> Result<()> {
-    if let Some(dir) = path.parent() {
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
     }
-    let tmp = path.with_extension("json.tmp");
-    std::fs::write(&tmp, serde_json::to_string_pretty(value)? + "\n")
-        .with_context(|| format!("cannot write {}", tmp.display()))?;
-    std::fs::rename(&tmp, path)
-        .with_context(|| format!("cannot move {} to {}", tmp.display(), path.display()))?;
+    let text = serde_json::to_string_pretty(value)? + "\n";
+    vssl_core::io::write_atomic(path, text.as_bytes())?;
     Ok(())
 }
 

@@ -287,7 +287,7 @@ fn run_forward(
             }
             CpuLayer::Relu => {
                 cur.par_chunks_mut(1 << 14)
-                    .for_each(|c| c.iter_mut().for_each(|v| *v = v.max(0.0)));
+                    .for_each(|c| c.iter_mut().for_each(|v| relu_keep_nan(v)));
                 if keep {
                     kept = Kept::Positive(positive_bits(&cur));
                 }
@@ -587,5 +587,12 @@ impl CustomOp1 for ChainBwd {
         };
         let dx = run_backward(&self.plan, memos, g)?;
         Ok((CpuStorage::F32(dx), Shape::from(xd.to_vec())))
+    }
+}
+
+/// PyTorch's ReLU on one value: negatives to 0, NaN kept (`f32::max` would turn it into 0).
+fn relu_keep_nan(v: &mut f32) {
+    if *v < 0.0 {
+        *v = 0.0;
     }
 }

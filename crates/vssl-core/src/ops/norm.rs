@@ -350,7 +350,9 @@ impl CustomOp1 for ChannelStats {
             });
             let d = s / m;
             out[c] = (f64::from(shift[c]) + d) as f32;
-            out[g.c + c] = (q / m - d * d).max(0.0) as f32;
+            // Clamp rounding below 0, but let a NaN through (f64::max would turn it into 0).
+            let var = q / m - d * d;
+            out[g.c + c] = (if var < 0.0 { 0.0 } else { var }) as f32;
         }
         Ok((CpuStorage::F32(out), Shape::from((2, g.c))))
     }
@@ -398,7 +400,10 @@ impl BnForward {
                 }
                 if self.relu {
                     for o in yp.iter_mut() {
-                        *o = o.max(0.0);
+                        // As PyTorch's ReLU: NaN stays NaN (f32::max would hide it as 0).
+                        if *o < 0.0 {
+                            *o = 0.0;
+                        }
                     }
                 }
             });

@@ -309,6 +309,22 @@ fn channel_shape(op: &'static str, x: &Tensor) -> Result<Vec<usize>> {
     }
 }
 
+/// The draws of [`channel_dropout`] alone: the channels to zero (empty: none), for a caller that
+/// applies them itself (e.g. `vssl_train`'s step, through its batch's `dropped_channels`).
+pub fn draw_channel_dropout(rng: &mut impl Rng) -> Vec<usize> {
+    if rng.random::<f64>() < 0.3 {
+        return Vec::new();
+    }
+    let k = rng.random_range(1..=2usize);
+    let mut channels = [0usize, 1, 2];
+    // A partial Fisher–Yates shuffle: k distinct channels.
+    for i in 0..k {
+        let j = rng.random_range(i..3);
+        channels.swap(i, j);
+    }
+    channels[..k].to_vec()
+}
+
 /// Channel dropout (`model.py: dropout2d`, from CorrFlow), applied after [`encoder_input`]:
 /// with probability 0.3 (draw 1: `u < 0.3`) nothing happens; otherwise `k ∈ {1, 2}` (draw 2) and
 /// `k` distinct channels (draw 3) are zeroed in **both** tensors, which are then scaled by
@@ -330,17 +346,11 @@ pub fn channel_dropout(
     const OP: &str = "channel_dropout";
     let rs = channel_shape(OP, reference)?;
     let ts = channel_shape(OP, target)?;
-    if rng.random::<f64>() < 0.3 {
-        return Ok((reference.clone(), target.clone(), Vec::new()));
+    let dropped = draw_channel_dropout(rng);
+    if dropped.is_empty() {
+        return Ok((reference.clone(), target.clone(), dropped));
     }
-    let k = rng.random_range(1..=2usize);
-    let mut channels = [0usize, 1, 2];
-    // A partial Fisher–Yates shuffle: k distinct channels.
-    for i in 0..k {
-        let j = rng.random_range(i..3);
-        channels.swap(i, j);
-    }
-    let dropped: Vec<usize> = channels[..k].to_vec();
+    let k = dropped.len();
     let s = 3.0 / (3 - k) as f32;
     let mut mask = [s; 3];
     for &c in &dropped {

@@ -46,6 +46,7 @@ pub use scene::{
 pub use shape::{Shape, ShapeFamily};
 pub use texture::{TextureFamily, TextureSpec};
 
+use crate::FrameSource;
 use crate::frame::{Frame, LabelMap};
 use crate::source::memory::MemorySource;
 use crate::{Error, Result};
@@ -426,6 +427,55 @@ pub fn generate_clip(cfg: &SynthConfig, split: Split, seed: u64, index: u64) -> 
     clip.meta.split = Some(split);
     clip.meta.config = Some(cfg.clone());
     Ok(clip)
+}
+
+/// Clip `index` of a dataset as a [`crate::FrameSource`] that renders only the frames asked for
+/// (a training pair reads 2 of a clip's frames): the same pixels as [`generate_clip`]'s frames.
+#[derive(Debug, Clone)]
+pub struct SynthSource {
+    scene: SceneSpec,
+    name: String,
+}
+
+impl SynthSource {
+    /// The source of clip `index` of the dataset (`cfg`, `split`, `seed`), called `name` in logs.
+    ///
+    /// # Errors
+    /// [`Error::Op`] for an invalid configuration.
+    pub fn new(
+        cfg: &SynthConfig,
+        split: Split,
+        seed: u64,
+        index: u64,
+        name: impl Into<String>,
+    ) -> Result<Self> {
+        Ok(Self {
+            scene: sample_scene(cfg, split, seed, index)?,
+            name: name.into(),
+        })
+    }
+}
+
+impl FrameSource for SynthSource {
+    fn len(&self) -> usize {
+        self.scene.frames
+    }
+
+    fn size(&self) -> (u32, u32) {
+        (self.scene.width, self.scene.height)
+    }
+
+    fn frames(&mut self, indices: &[usize], resize: Option<(u32, u32)>) -> Result<Vec<Frame>> {
+        let frames = render::render_frames(&self.scene, indices)
+            .map_err(|e| Error::op("SynthSource::frames", format!("{}: {e}", self.name)))?;
+        // Resized as every other source resizes (OpenCV's bilinear).
+        MemorySource::new(self.name.clone(), frames)?
+            .frames(&(0..indices.len()).collect::<Vec<_>>(), resize)
+    }
+
+    fn describe(&self) -> String {
+        self.name.clone()
+    }
 }
 
 impl DiscScene {

@@ -282,3 +282,19 @@ pub(crate) fn render(spec: &SceneSpec) -> Result<(Vec<Frame>, Vec<LabelMap>, Vec
     let tracks = tracks(spec, &r);
     Ok((frames, masks, tracks))
 }
+
+/// Renders only the frames `indices` of `spec` (each as [`render`] would render it).
+pub(crate) fn render_frames(spec: &SceneSpec, indices: &[usize]) -> Result<Vec<Frame>> {
+    check(spec)?;
+    if let Some(&t) = indices.iter().find(|&&t| t >= spec.frames) {
+        return Err(Error::op(
+            "synth::render_frames",
+            format!("frame {t} asked, the clip has {}", spec.frames),
+        ));
+    }
+    let r = rasters(spec);
+    Ok(indices
+        .par_iter()
+        .map(|&t| render_frame(spec, &r, t).0)
+        .collect())
+}
