@@ -151,7 +151,10 @@ fn a_non_finite_loss_names_the_term_and_step_and_keeps_the_last_checkpoint() -> 
         Ok(o) => panic!(
             "{o:?} at step {}; metrics {:?}",
             t.state().step,
-            read_metrics(&dir)?.iter().map(|r| r.loss).collect::<Vec<_>>()
+            read_metrics(&dir)?
+                .iter()
+                .map(|r| r.loss)
+                .collect::<Vec<_>>()
         ),
         Err(e) => e.to_string(),
     };

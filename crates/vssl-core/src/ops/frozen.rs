@@ -287,7 +287,7 @@ fn run_forward(
             }
             CpuLayer::Relu => {
                 cur.par_chunks_mut(1 << 14)
-                    .for_each(|c| c.iter_mut().for_each(|v| relu_keep_nan(v)));
+                    .for_each(|c| c.iter_mut().for_each(relu_keep_nan));
                 if keep {
                     kept = Kept::Positive(positive_bits(&cur));
                 }
