@@ -191,7 +191,7 @@ impl Trainer {
                     Error::file(
                         d,
                         format!(
-                            "cannot load the Lab autoencoder ({e}); set colour.autoencoder to the folder holding encoder.safetensors and decoder.safetensors, or colour.space = \"lab\""
+                            "cannot load the Lab autoencoder ({e}); set colour.autoencoder to the folder holding encoder.safetensors and decoder.safetensors, or colour.space = \"lab-patches\" (no weights needed)"
                         ),
                     )
                 })?;
