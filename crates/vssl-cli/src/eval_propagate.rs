@@ -111,20 +111,26 @@ impl ProtocolArgs {
             }
         }
         if let Some(s) = &self.size {
-            p.size = if s == "native" {
-                SizeRule::Native
-            } else {
-                SizeRule::ShortSide {
-                    side: s
-                        .parse()
-                        .with_context(|| format!("--size {s:?}: a short side or native"))?,
-                    multiple: 64,
-                }
-            };
+            p.size = size_rule(s)?;
         }
         p.validate()?;
         Ok(p)
     }
+}
+
+/// An encoder input size: `native`, or a short side in pixels (the long side floored to a
+/// multiple of 64, as the reference scripts size frames).
+pub(crate) fn size_rule(s: &str) -> Result<SizeRule> {
+    Ok(if s == "native" {
+        SizeRule::Native
+    } else {
+        SizeRule::ShortSide {
+            side: s
+                .parse()
+                .with_context(|| format!("size {s:?}: a short side in pixels or native"))?,
+            multiple: 64,
+        }
+    })
 }
 
 /// The model, the protocol, the baselines and the device: what every propagation command takes.

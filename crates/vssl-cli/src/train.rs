@@ -18,14 +18,14 @@ use vssl_core::device::parse_device;
 use vssl_data::dataset::Davis;
 use vssl_data::synth::{self, Split};
 use vssl_eval::encoder::Encoder;
-use vssl_eval::protocol::{ColourInput, Protocol, SizeRule};
+use vssl_eval::protocol::{ColourInput, Protocol};
 use vssl_eval::vos::{self, Method};
 use vssl_train::config::{DataSource, EvalConfig, TrainConfig};
 use vssl_train::progress::{Progress, human_duration};
 use vssl_train::run::{Outcome, Trainer, load_config, read_metrics};
 
 use crate::bench::write_json;
-use crate::eval_propagate::{MethodRun, comparison_table, run_method};
+use crate::eval_propagate::{comparison_table, run_method, size_rule};
 
 /// The embedded default configuration.
 pub const DEFAULT_CONFIG: &str = include_str!("../../../configs/contrastcorr-cpu-tiny.toml");
@@ -237,7 +237,7 @@ fn evaluate_set(
     methods: Vec<(String, Method)>,
     out: &Path,
     device: &candle_core::Device,
-) -> Result<(Vec<MethodRun>, Value)> {
+) -> Result<Value> {
     let mut runs = Vec::new();
     for (m, method) in methods {
         let dir = out.join(&m);
@@ -275,7 +275,7 @@ fn evaluate_set(
         margin("random-init").unwrap_or(f64::NAN),
         margin("copy-first").unwrap_or(f64::NAN),
     );
-    let value = json!({
+    Ok(json!({
         "sequences": davis.sequences.iter().map(|s| s.name.clone()).collect::<Vec<_>>(),
         "protocol": serde_json::to_value(protocol)?,
         "methods": runs.iter().map(|r| (r.name.clone(), r.json())).collect::<serde_json::Map<_, _>>(),
@@ -284,8 +284,7 @@ fn evaluate_set(
         "margin_target": MARGIN_TARGET,
         "beats_lab_and_random_init_by_margin": met,
         "outputs": out.display().to_string(),
-    });
-    Ok((runs, value))
+    }))
 }
 
 /// The methods compared: the run's encoder, its initial weights, and the pixel baselines.
@@ -315,16 +314,7 @@ fn methods(
 fn protocol(preset: &str, size: &str) -> Result<Protocol> {
     let mut p = Protocol::preset(preset)?;
     p.colour = ColourInput::Lab;
-    p.size = if size == "native" {
-        SizeRule::Native
-    } else {
-        SizeRule::ShortSide {
-            side: size
-                .parse()
-                .with_context(|| format!("eval size {size:?}: a short side in pixels or native"))?,
-            multiple: 64,
-        }
-    };
+    p.size = size_rule(size)?;
     p.validate()?;
     Ok(p)
 }
@@ -362,7 +352,7 @@ fn evaluate(
         e.synthetic_preset.name(),
         e.synthetic_protocol
     );
-    let (_, v) = evaluate_set(
+    let v = evaluate_set(
         "synthetic eval split",
         &set,
         &p,
@@ -380,7 +370,7 @@ fn evaluate(
             e.davis_sequences.join(", "),
             e.davis_protocol
         );
-        let (_, v) = evaluate_set(
+        let v = evaluate_set(
             "DAVIS-2016",
             &davis,
             &p,

@@ -115,7 +115,7 @@ impl Observer for () {}
 /// The loader of one phase (`None` when the phase has no epochs).
 type PhaseLoader = Option<Loader<PairSample>>;
 
-type Opener = Box<dyn Fn(&Path) -> Result<Box<dyn FrameSource>> + Send + Sync>;
+type Opener = Arc<dyn Fn(&Path) -> Result<Box<dyn FrameSource>> + Send + Sync>;
 
 /// A run: the model, the optimizer, the data and where it stands.
 pub struct Trainer {
@@ -246,7 +246,7 @@ impl Trainer {
                     ));
                 }
                 trainer.state = state;
-                truncate_metrics(&dir.join("metrics.jsonl"), trainer.state.step)?;
+                truncate_metrics(&metrics_path(dir), trainer.state.step)?;
                 tracing::info!(
                     "resuming {} at step {} (epoch {}, batch {})",
                     c.path.display(),
@@ -264,7 +264,7 @@ impl Trainer {
                     &trainer.encoder_tensors()?,
                     &dir.join("init.safetensors"),
                 )?;
-                truncate_metrics(&dir.join("metrics.jsonl"), 0)?;
+                truncate_metrics(&metrics_path(dir), 0)?;
             }
         }
         Ok(trainer)
@@ -368,8 +368,8 @@ impl Trainer {
         let mut metrics = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
-            .open(self.dir.join("metrics.jsonl"))
-            .map_err(|e| Error::file(self.dir.join("metrics.jsonl"), e.to_string()))?;
+            .open(metrics_path(&self.dir))
+            .map_err(|e| Error::file(metrics_path(&self.dir), e.to_string()))?;
         let session = Instant::now();
         let seconds_before = self.state.train_seconds;
         while self.state.epoch < self.cfg.epochs() {
@@ -409,7 +409,7 @@ impl Trainer {
                     serde_json::to_string(&record).map_err(|e| Error::op(OP, e.to_string()))?
                 )
                 .and_then(|()| metrics.flush())
-                .map_err(|e| Error::file(self.dir.join("metrics.jsonl"), e.to_string()))?;
+                .map_err(|e| Error::file(metrics_path(&self.dir), e.to_string()))?;
                 self.state.batch += 1;
                 if self.state.batch == per_epoch {
                     self.state.epoch += 1;
@@ -567,9 +567,14 @@ fn loaders(cfg: &TrainConfig, skips: &Arc<SkipLog>) -> Result<(PhaseLoader, Phas
         shuffle: true,
         drop_last: true,
     };
+    // The videos are listed once (a TrackingNet tree has thousands of folders) for both phases.
+    let (list, opener) = video_list(cfg)?;
     let make = |phase: PairPhase| -> Result<Loader<PairSample>> {
-        let (list, opener) = video_list(cfg)?;
-        let videos = list.with_opener(opener, 2).with_skip_log(Arc::clone(skips));
+        let open = Arc::clone(&opener);
+        let videos = list
+            .clone()
+            .with_opener(move |p: &Path| open(p), 2)
+            .with_skip_log(Arc::clone(skips));
         let ds = Arc::new(PairDataset::new(videos, phase));
         let len = ds.len();
         let f: MakeFn<PairSample> = Arc::new(move |_, index, rng| ds.sample(index, rng));
@@ -611,7 +616,7 @@ fn video_list(cfg: &TrainConfig) -> Result<(VideoList, Opener)> {
             } else {
                 VideoList::from_dir(path)?
             };
-            let opener: Opener = Box::new(|p: &Path| vssl_data::open_source(p));
+            let opener: Opener = Arc::new(|p: &Path| vssl_data::open_source(p));
             Ok((list, opener))
         }
         DataSource::Synthetic => {
@@ -628,7 +633,7 @@ fn video_list(cfg: &TrainConfig) -> Result<(VideoList, Opener)> {
                 })
                 .collect();
             let list = VideoList::from_entries("synthetic/train", entries);
-            let opener: Opener = Box::new(move |p: &Path| {
+            let opener: Opener = Arc::new(move |p: &Path| {
                 let index: u64 = p
                     .file_name()
                     .and_then(|n| n.to_str())
