@@ -29,13 +29,8 @@ use std::path::{Path, PathBuf};
 
 use crate::{Error, Result};
 
-/// File extensions (lower case) read as frames.
-pub const IMAGE_EXTENSIONS: &[&str] = &["jpg", "jpeg", "png"];
-
-/// File extensions (lower case) read as video files.
-pub const VIDEO_EXTENSIONS: &[&str] = &[
-    "mp4", "avi", "mkv", "webm", "mov", "m4v", "mpg", "mpeg", "flv", "wmv", "3gp", "ts",
-];
+/// The extensions listed as frames and as video files: the ones [`crate::open_source`] opens.
+pub use crate::source::folder::{IMAGE_EXTENSIONS, VIDEO_EXTENSIONS};
 
 /// Lower-case extension of `path`, if any.
 fn extension(path: &Path) -> Option<String> {

@@ -19,8 +19,12 @@ use crate::{Error, Result};
 /// Image extensions (lower case) that count as frames.
 pub const IMAGE_EXTENSIONS: &[&str] = &["jpg", "jpeg", "png"];
 
-/// Video extensions (lower case) that [`open_source`] opens as video files.
-pub const VIDEO_EXTENSIONS: &[&str] = &["mp4", "avi", "mkv", "webm", "mov", "m4v"];
+/// Video extensions (lower case) that [`open_source`] opens as video files (through FFmpeg,
+/// which demuxes every one of these containers). The dataset listings use the same list, so a
+/// file is listed exactly when it is opened.
+pub const VIDEO_EXTENSIONS: &[&str] = &[
+    "mp4", "avi", "mkv", "webm", "mov", "m4v", "mpg", "mpeg", "flv", "wmv", "3gp", "ts",
+];
 
 /// Lower-case extension of `path`, if any.
 fn extension(path: &Path) -> Option<String> {
@@ -30,7 +34,7 @@ fn extension(path: &Path) -> Option<String> {
 }
 
 /// Opens `path` as a frame source: a directory is a [`FolderSource`], a file with a video
-/// extension (mp4, avi, mkv, webm, mov, m4v) a [`super::video::VideoSource`] (feature `video`).
+/// extension (see [`VIDEO_EXTENSIONS`]) a [`super::video::VideoSource`] (feature `video`).
 ///
 /// Errors name the path: missing, an unknown file type, or a video file in a build without the
 /// `video` feature.
@@ -402,6 +406,35 @@ pub fn resize_bilinear_rgb(img: &Frame, width: u32, height: u32) -> Frame {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_listed_video_extension_is_opened_as_a_video() {
+        // The dataset listing and the opener share one list; a file with any of these
+        // extensions goes to the video decoder (here: a failed decode or the missing feature,
+        // never "not a frame folder nor a video file").
+        let dir = std::env::temp_dir().join(format!("vssl-ext-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        for ext in VIDEO_EXTENSIONS.iter().chain(&["MP4", "Ts"]) {
+            let p = dir.join(format!("clip.{ext}"));
+            std::fs::write(&p, b"not a video").unwrap();
+            assert!(crate::dataset::is_video(&p), "{ext}");
+            let msg = open_source(&p).err().expect("garbage opens").to_string();
+            assert!(!msg.contains("nor a video file"), "{ext}: {msg}");
+            assert!(
+                msg.contains("clip."),
+                "{ext}: the error names the file: {msg}"
+            );
+        }
+        let other = dir.join("clip.txt");
+        std::fs::write(&other, b"x").unwrap();
+        assert!(!crate::dataset::is_video(&other));
+        let msg = open_source(&other).err().unwrap().to_string();
+        assert!(
+            msg.contains("nor a video file") && msg.contains("mpg"),
+            "{msg}"
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 
     #[test]
     fn natural_order() {
