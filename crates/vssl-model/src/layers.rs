@@ -85,6 +85,26 @@ impl BatchNorm {
         })
     }
 
+    /// The running mean and variance.
+    pub(crate) fn running(&self) -> (Tensor, Tensor) {
+        (
+            self.running_mean.as_tensor().clone(),
+            self.running_var.as_tensor().clone(),
+        )
+    }
+
+    /// Replaces the running mean and variance.
+    pub(crate) fn set_running(&self, mean: &Tensor, var: &Tensor) -> Result<()> {
+        self.running_mean.set(mean)?;
+        self.running_var.set(var)?;
+        Ok(())
+    }
+
+    /// The weight of a batch in the running-statistics update (0.1).
+    pub(crate) fn momentum(&self) -> f64 {
+        self.momentum
+    }
+
     /// `relu?(bn(x) + residual?)`. In train mode the batch statistics normalise and the running
     /// statistics are updated; in eval mode the running statistics normalise.
     pub(crate) fn forward(

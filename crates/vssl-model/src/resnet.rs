@@ -389,6 +389,86 @@ impl ResNet {
         }
         Ok(y)
     }
+
+    /// Every BatchNorm of the network, in forward order.
+    fn batch_norms(&self) -> Vec<&BatchNorm> {
+        let mut all = vec![&self.bn1];
+        for block in self.layers.iter().flatten() {
+            all.extend(block.convs.iter().map(|(_, b)| b));
+            all.extend(block.downsample.as_ref().map(|d| &d.bn));
+        }
+        all
+    }
+
+    /// Recomputes every BatchNorm's running statistics as the plain mean, over `inputs`, of the
+    /// batch statistics that a train-mode forward of each input sees under the current weights
+    /// ("precise BatchNorm", Wu & Johnson 2021, *Rethinking "Batch" in BatchNorm*). Training
+    /// leaves an exponential average (momentum 0.1) over the last batches, taken while the
+    /// weights were still moving and with training's augmentations, which shifts the features
+    /// evaluation sees from checkpoint to checkpoint; this replaces it with statistics of the
+    /// final weights. It equals PyTorch's `reset_running_stats()` and `momentum = None`
+    /// (cumulative average; the variance unbiased, `n/(n − 1)`), then `model.train()` forwards.
+    ///
+    /// Returns the number of inputs; with none, nothing changes. On an error the previous
+    /// statistics are restored.
+    ///
+    /// # Errors
+    /// An error of an input, or of a forward (see [`ResNet::forward_t`]).
+    pub fn recompute_bn_stats<I>(&self, inputs: I) -> Result<usize>
+    where
+        I: IntoIterator<Item = Result<Tensor>>,
+    {
+        let bns = self.batch_norms();
+        let before: Vec<(Tensor, Tensor)> = bns
+            .iter()
+            .map(|b| {
+                let (m, v) = b.running();
+                Ok((m.copy()?, v.copy()?))
+            })
+            .collect::<Result<_>>()?;
+        let restore = || -> Result<()> {
+            for (b, (m, v)) in bns.iter().zip(&before) {
+                b.set_running(m, v)?;
+            }
+            Ok(())
+        };
+        let mut sums: Vec<Option<(Tensor, Tensor)>> = vec![None; bns.len()];
+        let mut n = 0usize;
+        let mut one = |x: Tensor| -> Result<()> {
+            // From zero, one update leaves `momentum × batch statistic`.
+            for b in &bns {
+                let (m, v) = b.running();
+                b.set_running(&m.zeros_like()?, &v.zeros_like()?)?;
+            }
+            self.forward_t(&x, true)?;
+            for (b, sum) in bns.iter().zip(sums.iter_mut()) {
+                let (m, v) = b.running();
+                let k = 1.0 / b.momentum();
+                let (m, v) = (m.affine(k, 0.0)?, v.affine(k, 0.0)?);
+                *sum = Some(match sum.take() {
+                    None => (m, v),
+                    Some((sm, sv)) => ((sm + m)?, (sv + v)?),
+                });
+            }
+            n += 1;
+            Ok(())
+        };
+        for x in inputs {
+            if let Err(e) = x.and_then(&mut one) {
+                restore()?;
+                return Err(e);
+            }
+        }
+        if n == 0 {
+            return Ok(0);
+        }
+        let inv = 1.0 / n as f64;
+        for (b, sum) in bns.iter().zip(sums) {
+            let (m, v) = sum.expect("one sum per BatchNorm after an input");
+            b.set_running(&m.affine(inv, 0.0)?, &v.affine(inv, 0.0)?)?;
+        }
+        Ok(n)
+    }
 }
 
 /// Whether a variable of a ResNet's `VarMap` is trained by gradient (weights and biases) rather
