@@ -217,6 +217,10 @@ pub struct ScheduleConfig {
     pub poly_power: f64,
     /// Denominator of the poly schedule (UVC: its `--nepoch`, 30); none: all epochs of the run.
     pub poly_epochs: Option<u64>,
+    /// Recompute the rate at every step, counting the fraction of the epoch done (false: once
+    /// per epoch, as the references). Only `poly` changes: it then decays smoothly, which
+    /// matters when a run has few epochs.
+    pub lr_per_step: bool,
     /// Outlier threshold of every L1: a sample whose loss exceeds it counts 0 (2.5). To train
     /// without it, make the threshold-off epochs cover the run (`thr_off_*_epochs`).
     pub thr: Option<f64>,
@@ -228,6 +232,10 @@ pub struct ScheduleConfig {
     pub concentration_from_epoch: u64,
     /// Stop after this many steps in all (none: run every epoch); for quick tries and tests.
     pub max_steps: Option<u64>,
+    /// After the last step, recompute every BatchNorm's running statistics as the mean over
+    /// this many batches (drawn past the run's last epoch, without channel dropout) under the
+    /// final weights: "precise BatchNorm" (0: off, as the references).
+    pub precise_bn_batches: usize,
 }
 
 impl Default for ScheduleConfig {
@@ -241,11 +249,13 @@ impl Default for ScheduleConfig {
             lr_gamma: 0.5,
             poly_power: 0.9,
             poly_epochs: None,
+            lr_per_step: false,
             thr: Some(2.5),
             thr_off_warmup_epochs: 1,
             thr_off_main_epochs: 2,
             concentration_from_epoch: 10,
             max_steps: None,
+            precise_bn_batches: 0,
         }
     }
 }

@@ -316,6 +316,24 @@ impl ContrastCorrStep {
         &self.encoder
     }
 
+    /// Recomputes the encoder's BatchNorm running statistics from `batches` under the current
+    /// weights ([`ResNet::recompute_bn_stats`]), fed as training feeds them: the references and
+    /// the targets in separate calls, without channel dropout (evaluation drops none). Returns
+    /// the number of encoder calls.
+    ///
+    /// # Errors
+    /// An error of a batch or of the encoder.
+    pub fn recompute_bn_stats<I>(&self, batches: I) -> Result<usize>
+    where
+        I: IntoIterator<Item = Result<PairBatch>>,
+    {
+        let inputs = batches.into_iter().flat_map(|b| match b {
+            Ok(b) => vec![encoder_input(&b.reference), encoder_input(&b.target)],
+            Err(e) => vec![Err(e)],
+        });
+        self.encoder.recompute_bn_stats(inputs)
+    }
+
     /// The colour space.
     pub fn colour(&self) -> &ColourSpace {
         &self.colour

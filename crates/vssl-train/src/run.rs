@@ -402,6 +402,11 @@ impl Trainer {
                 }
                 let t0 = Instant::now();
                 let Some(samples) = batches.next() else { break };
+                let plan = EpochPlan {
+                    lr: schedule::lr_at(&self.cfg.schedule, epoch, self.state.batch, per_epoch),
+                    ..plan
+                };
+                self.opt.set_lr(plan.lr);
                 let record = self.train_step(samples?, &plan, epoch, t0)?;
                 writeln!(
                     metrics,
@@ -441,11 +446,46 @@ impl Trainer {
                 self.state.batch = 0;
             }
         }
+        if !self.state.finished {
+            self.recompute_bn_stats()?;
+        }
         self.state.finished = true;
         self.state.train_seconds = seconds_before + session.elapsed().as_secs_f64();
         let p = self.save()?;
         observer.checkpoint(&p);
         Ok(Outcome::Finished)
+    }
+
+    /// Precise BatchNorm at the end of the run (`schedule.precise_bn_batches`): batches of the
+    /// last phase's loader at the epoch after the run's last, so they depend only on the seed.
+    fn recompute_bn_stats(&self) -> Result<()> {
+        let n = self.cfg.schedule.precise_bn_batches;
+        if n == 0 {
+            return Ok(());
+        }
+        let epochs = self.cfg.epochs();
+        let phase = schedule::plan(&self.cfg.schedule, epochs.saturating_sub(1)).phase;
+        let loader = self
+            .loader(phase)
+            .ok_or_else(|| Error::op(OP, format!("no data loader for the {phase:?} phase")))?;
+        let batches = loader
+            .epoch_from(epochs, 0)
+            .take(n)
+            .map(|s| self.pair_batch(&s?, Vec::new()));
+        let calls = self.step.recompute_bn_stats(batches)?;
+        tracing::info!("precise BatchNorm: running statistics from {calls} encoder calls");
+        Ok(())
+    }
+
+    /// The batch of `samples` on the run's device.
+    fn pair_batch(&self, samples: &[PairSample], dropped: Vec<usize>) -> Result<PairBatch> {
+        let refs: Vec<&Tensor> = samples.iter().map(|s| &s.reference).collect();
+        let tars: Vec<&Tensor> = samples.iter().map(|s| &s.target).collect();
+        Ok(PairBatch {
+            reference: Tensor::stack(&refs, 0)?.to_device(&self.device)?, // [B, 3, H, W]
+            target: Tensor::stack(&tars, 0)?.to_device(&self.device)?,    // [B, 3, H', W']
+            dropped_channels: dropped,
+        })
     }
 
     /// One optimisation step on a batch of pairs.
@@ -456,8 +496,6 @@ impl Trainer {
         epoch: u64,
         t0: Instant,
     ) -> Result<StepRecord> {
-        let refs: Vec<&Tensor> = samples.iter().map(|s| &s.reference).collect();
-        let tars: Vec<&Tensor> = samples.iter().map(|s| &s.target).collect();
         let dropped = if self.cfg.data.channel_dropout {
             // One draw per batch, as the reference, from the batch's own stream.
             draw_channel_dropout(&mut sample_rng(
@@ -468,11 +506,7 @@ impl Trainer {
         } else {
             Vec::new()
         };
-        let batch = PairBatch {
-            reference: Tensor::stack(&refs, 0)?.to_device(&self.device)?, // [B, 3, H, W]
-            target: Tensor::stack(&tars, 0)?.to_device(&self.device)?,    // [B, 3, H', W']
-            dropped_channels: dropped.clone(),
-        };
+        let batch = self.pair_batch(&samples, dropped.clone())?;
         let out = self.step.forward(&batch, plan.phase, &plan.options)?;
         let step = self.state.step + 1;
         let mut terms = Vec::with_capacity(out.terms.len());

@@ -22,6 +22,33 @@ pub struct EpochPlan {
     pub options: StepOptions,
 }
 
+/// The rate at `e` epochs into a phase (`e` may be fractional; the step policy floors it).
+fn rate(s: &ScheduleConfig, e: f64) -> f64 {
+    match s.lr_policy {
+        LrPolicy::Step => {
+            let decays = (e / s.lr_step_epochs.max(1) as f64).floor();
+            s.lr * s.lr_gamma.powi(decays.min(f64::from(i32::MAX)) as i32)
+        }
+        LrPolicy::Poly => {
+            let n = s
+                .poly_epochs
+                .unwrap_or(s.warmup_epochs + s.main_epochs)
+                .max(1);
+            s.lr * (1.0 - (e / n as f64).min(1.0)).powf(s.poly_power)
+        }
+    }
+}
+
+/// The rate of batch `batch` (of `per_epoch`) in epoch `epoch`: the epoch's rate, or with
+/// `lr_per_step` the rate at the fraction `batch / per_epoch` of the epoch.
+pub fn lr_at(s: &ScheduleConfig, epoch: u64, batch: u64, per_epoch: u64) -> f64 {
+    let p = plan(s, epoch);
+    if !s.lr_per_step || per_epoch == 0 {
+        return p.lr;
+    }
+    rate(s, p.epoch_in_phase as f64 + batch as f64 / per_epoch as f64)
+}
+
 /// The plan of epoch `epoch` (0-based, over both phases).
 pub fn plan(s: &ScheduleConfig, epoch: u64) -> EpochPlan {
     let (phase, e, thr_off) = if epoch < s.warmup_epochs {
@@ -29,19 +56,7 @@ pub fn plan(s: &ScheduleConfig, epoch: u64) -> EpochPlan {
     } else {
         (Phase::Main, epoch - s.warmup_epochs, s.thr_off_main_epochs)
     };
-    let lr = match s.lr_policy {
-        LrPolicy::Step => {
-            let decays = e / s.lr_step_epochs.max(1);
-            s.lr * s.lr_gamma.powi(i32::try_from(decays).unwrap_or(i32::MAX))
-        }
-        LrPolicy::Poly => {
-            let n = s
-                .poly_epochs
-                .unwrap_or(s.warmup_epochs + s.main_epochs)
-                .max(1);
-            s.lr * (1.0 - (e as f64 / n as f64).min(1.0)).powf(s.poly_power)
-        }
-    };
+    let lr = rate(s, e as f64);
     let thr = if e < thr_off { None } else { s.thr };
     let concentration = match phase {
         Phase::Warmup => epoch >= s.concentration_from_epoch,
@@ -103,6 +118,44 @@ mod tests {
             "restarts in the main phase"
         );
         assert_eq!(plan(&s, 10).lr, 1e-4);
+    }
+
+    #[test]
+    fn per_step_poly_decays_within_the_epoch() {
+        // 4 epochs of 64 batches, poly 0.9 to 0 at the end of the run.
+        let s = ScheduleConfig {
+            warmup_epochs: 4,
+            main_epochs: 0,
+            lr: 1e-3,
+            lr_policy: LrPolicy::Poly,
+            lr_per_step: true,
+            ..ScheduleConfig::default()
+        };
+        assert_eq!(lr_at(&s, 0, 0, 64), 1e-3);
+        let want = 1e-3 * (1.0f64 - (1.0 + 32.0 / 64.0) / 4.0).powf(0.9);
+        assert!((lr_at(&s, 1, 32, 64) - want).abs() < 1e-15);
+        // Strictly decreasing over the run, and the last step is small but not 0.
+        let all: Vec<f64> = (0..4)
+            .flat_map(|e| (0..64).map(move |b| (e, b)))
+            .map(|(e, b)| lr_at(&s, e, b, 64))
+            .collect();
+        assert!(all.windows(2).all(|w| w[1] < w[0]));
+        assert!(all[255] > 0.0 && all[255] < 1e-3 / 64.0);
+        // Off (the references): one rate per epoch.
+        let off = ScheduleConfig {
+            lr_per_step: false,
+            ..s.clone()
+        };
+        assert_eq!(lr_at(&off, 1, 32, 64), plan(&off, 1).lr);
+        // The step policy is the same either way.
+        let step = ScheduleConfig {
+            lr_policy: LrPolicy::Step,
+            lr_step_epochs: 2,
+            lr_gamma: 0.5,
+            ..s
+        };
+        assert_eq!(lr_at(&step, 1, 63, 64), 1e-3);
+        assert_eq!(lr_at(&step, 2, 0, 64), 5e-4);
     }
 
     #[test]
