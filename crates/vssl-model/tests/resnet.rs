@@ -230,11 +230,11 @@ fn export_gives_torchvisions_keys_and_loads_back() -> Result<()> {
     Ok(())
 }
 
-/// The running statistics of every BatchNorm (name, mean or variance), copied.
-fn running_stats(varmap: &VarMap) -> Result<Vec<(String, Vec<f32>)>> {
+/// The values of every trainable variable (`trainable`) or of every running statistic, copied.
+fn values(varmap: &VarMap, trainable: bool) -> Result<Vec<(String, Vec<f32>)>> {
     named_vars(varmap)
         .into_iter()
-        .filter(|(n, _)| !is_trainable(n))
+        .filter(|(n, _)| is_trainable(n) == trainable)
         .map(|(n, v)| Ok((n, v.as_tensor().flatten_all()?.to_vec1::<f32>()?)))
         .collect()
 }
@@ -250,11 +250,7 @@ fn precise_bn_matches_pytorch_and_restores_on_error() -> Result<()> {
     let inputs: Vec<Tensor> = (0..3)
         .map(|k| g.f32(&format!("input.{k}")))
         .collect::<Result<_>>()?;
-    let weights_before: Vec<Vec<f32>> = named_vars(&varmap)
-        .iter()
-        .filter(|(n, _)| is_trainable(n))
-        .map(|(_, v)| Ok(v.as_tensor().flatten_all()?.to_vec1::<f32>()?))
-        .collect::<Result<_>>()?;
+    let weights_before = values(&varmap, true)?;
 
     assert_eq!(net.recompute_bn_stats(inputs.iter().cloned().map(Ok))?, 3);
     let tol = Tolerance::COMPOSITE.with_atol_of_max(TRAIN_ATOL);
@@ -268,22 +264,21 @@ fn precise_bn_matches_pytorch_and_restores_on_error() -> Result<()> {
     }
     let eval = net.forward_t(&inputs[0], false)?;
     assert_close("eval.out after", &eval, &g.f32("eval.out")?, tol)?;
-    let weights_after: Vec<Vec<f32>> = named_vars(&varmap)
-        .iter()
-        .filter(|(n, _)| is_trainable(n))
-        .map(|(_, v)| Ok(v.as_tensor().flatten_all()?.to_vec1::<f32>()?))
-        .collect::<Result<_>>()?;
-    assert_eq!(weights_before, weights_after, "only the statistics change");
+    assert_eq!(
+        values(&varmap, true)?,
+        weights_before,
+        "only the statistics change"
+    );
 
     // No input: nothing changes. A failing input (mid-way) restores the statistics exactly.
-    let stats = running_stats(&varmap)?;
+    let stats = values(&varmap, false)?;
     assert_eq!(net.recompute_bn_stats(std::iter::empty())?, 0);
-    assert_eq!(running_stats(&varmap)?, stats);
+    assert_eq!(values(&varmap, false)?, stats);
     let bad = Tensor::zeros((1, 4, 16, 16), DType::F32, &Device::Cpu)?;
     let err = net
         .recompute_bn_stats([Ok(inputs[1].clone()), Ok(bad)])
         .expect_err("a 4-channel input");
     assert!(err.to_string().contains("[B, 3, H, W]"), "{err}");
-    assert_eq!(running_stats(&varmap)?, stats);
+    assert_eq!(values(&varmap, false)?, stats);
     Ok(())
 }
