@@ -83,12 +83,17 @@ fn check(name: &str, cfg: ResNetConfig, train_atol_of_max: f64) -> Result<()> {
         &g.f32("train.grad.input")?,
         train_tol,
     )?;
-    for (pname, var) in named_vars(&varmap).iter().filter(|(n, _)| !is_trainable(n)) {
+    assert_running_stats(&varmap, &g, "train.after.", train_tol)
+}
+
+/// Every BatchNorm running statistic of `varmap` against the golden `<prefix><name>`.
+fn assert_running_stats(varmap: &VarMap, g: &Golden, prefix: &str, tol: Tolerance) -> Result<()> {
+    for (name, var) in named_vars(varmap).iter().filter(|(n, _)| !is_trainable(n)) {
         assert_close(
-            &format!("{name} {pname} after"),
+            &format!("{prefix}{name}"),
             var.as_tensor(),
-            &g.f32(&format!("train.after.{pname}"))?,
-            train_tol,
+            &g.f32(&format!("{prefix}{name}"))?,
+            tol,
         )?;
     }
     Ok(())
@@ -254,14 +259,7 @@ fn precise_bn_matches_pytorch_and_restores_on_error() -> Result<()> {
 
     assert_eq!(net.recompute_bn_stats(inputs.iter().cloned().map(Ok))?, 3);
     let tol = Tolerance::COMPOSITE.with_atol_of_max(TRAIN_ATOL);
-    for (name, var) in named_vars(&varmap).iter().filter(|(n, _)| !is_trainable(n)) {
-        assert_close(
-            &format!("precise {name}"),
-            var.as_tensor(),
-            &g.f32(&format!("after.{name}"))?,
-            tol,
-        )?;
-    }
+    assert_running_stats(&varmap, &g, "after.", tol)?;
     let eval = net.forward_t(&inputs[0], false)?;
     assert_close("eval.out after", &eval, &g.f32("eval.out")?, tol)?;
     assert_eq!(

@@ -233,8 +233,9 @@ pub struct ScheduleConfig {
     /// Stop after this many steps in all (none: run every epoch); for quick tries and tests.
     pub max_steps: Option<u64>,
     /// After the last step, recompute every BatchNorm's running statistics as the mean over
-    /// this many batches (drawn past the run's last epoch, without channel dropout) under the
-    /// final weights: "precise BatchNorm" (0: off, as the references).
+    /// this many batches (drawn from the epoch after the run's last, so at most one epoch's,
+    /// without channel dropout) under the final weights: "precise BatchNorm" (0: off, as the
+    /// references).
     pub precise_bn_batches: usize,
 }
 

@@ -375,7 +375,6 @@ impl Trainer {
         while self.state.epoch < self.cfg.epochs() {
             let epoch = self.state.epoch;
             let plan = schedule::plan(&self.cfg.schedule, epoch);
-            self.opt.set_lr(plan.lr);
             self.state.phase = plan.phase;
             let loader = self.loader(plan.phase).ok_or_else(|| {
                 Error::op(OP, format!("no data loader for the {:?} phase", plan.phase))
@@ -403,7 +402,7 @@ impl Trainer {
                 let t0 = Instant::now();
                 let Some(samples) = batches.next() else { break };
                 let plan = EpochPlan {
-                    lr: schedule::lr_at(&self.cfg.schedule, epoch, self.state.batch, per_epoch),
+                    lr: schedule::lr_at(&self.cfg.schedule, &plan, self.state.batch, per_epoch),
                     ..plan
                 };
                 self.opt.set_lr(plan.lr);

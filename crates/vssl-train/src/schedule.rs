@@ -39,10 +39,9 @@ fn rate(s: &ScheduleConfig, e: f64) -> f64 {
     }
 }
 
-/// The rate of batch `batch` (of `per_epoch`) in epoch `epoch`: the epoch's rate, or with
-/// `lr_per_step` the rate at the fraction `batch / per_epoch` of the epoch.
-pub fn lr_at(s: &ScheduleConfig, epoch: u64, batch: u64, per_epoch: u64) -> f64 {
-    let p = plan(s, epoch);
+/// The rate of batch `batch` (of `per_epoch`) of the epoch planned as `p`: the epoch's rate, or
+/// with `lr_per_step` the rate at the fraction `batch / per_epoch` of the epoch.
+pub fn lr_at(s: &ScheduleConfig, p: &EpochPlan, batch: u64, per_epoch: u64) -> f64 {
     if !s.lr_per_step || per_epoch == 0 {
         return p.lr;
     }
@@ -131,13 +130,13 @@ mod tests {
             lr_per_step: true,
             ..ScheduleConfig::default()
         };
-        assert_eq!(lr_at(&s, 0, 0, 64), 1e-3);
+        assert_eq!(lr_at(&s, &plan(&s, 0), 0, 64), 1e-3);
         let want = 1e-3 * (1.0f64 - (1.0 + 32.0 / 64.0) / 4.0).powf(0.9);
-        assert!((lr_at(&s, 1, 32, 64) - want).abs() < 1e-15);
+        assert!((lr_at(&s, &plan(&s, 1), 32, 64) - want).abs() < 1e-15);
         // Strictly decreasing over the run, and the last step is small but not 0.
         let all: Vec<f64> = (0..4)
             .flat_map(|e| (0..64).map(move |b| (e, b)))
-            .map(|(e, b)| lr_at(&s, e, b, 64))
+            .map(|(e, b)| lr_at(&s, &plan(&s, e), b, 64))
             .collect();
         assert!(all.windows(2).all(|w| w[1] < w[0]));
         assert!(all[255] > 0.0 && all[255] < 1e-3 / 64.0);
@@ -146,7 +145,7 @@ mod tests {
             lr_per_step: false,
             ..s.clone()
         };
-        assert_eq!(lr_at(&off, 1, 32, 64), plan(&off, 1).lr);
+        assert_eq!(lr_at(&off, &plan(&off, 1), 32, 64), plan(&off, 1).lr);
         // The step policy is the same either way.
         let step = ScheduleConfig {
             lr_policy: LrPolicy::Step,
@@ -154,8 +153,8 @@ mod tests {
             lr_gamma: 0.5,
             ..s
         };
-        assert_eq!(lr_at(&step, 1, 63, 64), 1e-3);
-        assert_eq!(lr_at(&step, 2, 0, 64), 5e-4);
+        assert_eq!(lr_at(&step, &plan(&step, 1), 63, 64), 1e-3);
+        assert_eq!(lr_at(&step, &plan(&step, 2), 0, 64), 5e-4);
     }
 
     #[test]
