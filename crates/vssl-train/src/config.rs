@@ -358,9 +358,14 @@ impl TrainConfig {
         for o in overrides {
             apply_override(&mut tree, o)?;
         }
-        let cfg: TrainConfig = toml::Value::Table(tree)
+        let cfg: TrainConfig = toml::Value::Table(tree.clone())
             .try_into()
             .map_err(|e| Error::op(OP, format!("{source}: {e}")))?;
+        for o in overrides {
+            if let Some((key, "none")) = o.split_once('=').map(|(k, v)| (k.trim(), v.trim())) {
+                check_known_key(&tree, key)?;
+            }
+        }
         cfg.validate()
             .map_err(|e| Error::op(OP, format!("{source}: {e}")))?;
         Ok(cfg)
@@ -438,6 +443,22 @@ impl TrainConfig {
             return bad("log.every_steps must be at least 1".into());
         }
         Ok(())
+    }
+}
+
+/// Checks that `key` (a dotted path) names a configuration key, for `--set key=none`, which
+/// removes it and so leaves nothing for the parser to reject. `tree` must parse as a
+/// [`TrainConfig`]: a probe value is put at `key` and the tree parsed again; only an unknown key
+/// makes serde report an "unknown field" (a known one at most a type error).
+fn check_known_key(tree: &toml::Table, key: &str) -> Result<()> {
+    let mut probe = tree.clone();
+    apply_override(&mut probe, &format!("{key}={{}}"))?;
+    match toml::Value::Table(probe).try_into::<TrainConfig>() {
+        Err(e) if e.to_string().contains("unknown field") => Err(Error::op(
+            OP,
+            format!("--set {key}=none: {key:?} is not a configuration key ({e})"),
+        )),
+        _ => Ok(()),
     }
 }
 

@@ -114,6 +114,14 @@ fn overrides_apply_and_unknown_keys_are_named() -> Result<()> {
     );
     let e = bad("", &["step.method=colorization"]);
     assert!(e.contains("main_epochs"), "{e}");
+    // `none` on a key that does not exist is an error too, not a silent no-op.
+    let e = bad("", &["schedule.max_stpes=none"]);
+    assert!(e.contains("schedule.max_stpes"), "{e}");
+    let e = bad("", &["schedul.max_steps=none"]);
+    assert!(e.contains("schedul"), "{e}");
+    // ... while `none` on a known key that the file does not set is fine.
+    let cfg = TrainConfig::from_toml("", "test", &["schedule.thr=none".into()])?;
+    assert_eq!(cfg.schedule.thr, TrainConfig::default().schedule.thr);
     let e = bad("", &["nokey"]);
     assert!(e.contains("key=value"), "{e}");
     let e = bad("x = [", &[]);
