@@ -456,7 +456,10 @@ fn check_known_key(tree: &toml::Table, key: &str) -> Result<()> {
     match toml::Value::Table(probe).try_into::<TrainConfig>() {
         Err(e) if e.to_string().contains("unknown field") => Err(Error::op(
             OP,
-            format!("--set {key}=none: {key:?} is not a configuration key ({e})"),
+            format!(
+                "--set {key}=none: {key:?} is not a configuration key ({})",
+                e.to_string().trim().replace('\n', " ")
+            ),
         )),
         _ => Ok(()),
     }
