@@ -448,21 +448,34 @@ impl TrainConfig {
 
 /// Checks that `key` (a dotted path) names a configuration key, for `--set key=none`, which
 /// removes it and so leaves nothing for the parser to reject. `tree` must parse as a
-/// [`TrainConfig`]: a probe value is put at `key` and the tree parsed again; only an unknown key
-/// makes serde report an "unknown field" (a known one at most a type error).
+/// [`TrainConfig`]. Each prefix of the path gets a probe, an empty table, and the tree is parsed
+/// again: every table of the configuration takes an empty table (all its keys have defaults), a
+/// value does not (a type error), and a key that does not exist makes serde report an "unknown
+/// field".
 fn check_known_key(tree: &toml::Table, key: &str) -> Result<()> {
-    let mut probe = tree.clone();
-    apply_override(&mut probe, &format!("{key}={{}}"))?;
-    match toml::Value::Table(probe).try_into::<TrainConfig>() {
-        Err(e) if e.to_string().contains("unknown field") => Err(Error::op(
+    let not_a_key = |why: String| {
+        Error::op(
             OP,
-            format!(
-                "--set {key}=none: {key:?} is not a configuration key ({})",
-                e.to_string().trim().replace('\n', " ")
-            ),
-        )),
-        _ => Ok(()),
+            format!("--set {key}=none: {key:?} is not a configuration key ({why})"),
+        )
+    };
+    let parts: Vec<&str> = key.split('.').map(str::trim).collect();
+    for n in 1..=parts.len() {
+        let at = parts[..n].join(".");
+        let mut probe = tree.clone();
+        apply_override(&mut probe, &format!("{at}={{}}"))
+            .map_err(|_| not_a_key(format!("{at} is a value, not a table")))?;
+        match toml::Value::Table(probe).try_into::<TrainConfig>() {
+            Err(e) if e.to_string().contains("unknown field") => {
+                return Err(not_a_key(e.to_string().trim().replace('\n', " ")));
+            }
+            Err(_) if n < parts.len() => {
+                return Err(not_a_key(format!("{at} is a value, not a table")));
+            }
+            _ => {}
+        }
     }
+    Ok(())
 }
 
 /// Applies one `key.path=value` override to a TOML tree. The value is read as TOML (`3`, `1e-4`,

@@ -119,6 +119,15 @@ fn overrides_apply_and_unknown_keys_are_named() -> Result<()> {
     assert!(e.contains("schedule.max_stpes"), "{e}");
     let e = bad("", &["schedul.max_steps=none"]);
     assert!(e.contains("schedul"), "{e}");
+    let e = bad("", &["seed.x=none"]);
+    assert!(
+        e.contains("seed.x=none") && e.contains("seed is a value"),
+        "{e}"
+    );
+    let e = bad("seed = 3\n", &["seed.x=none"]);
+    assert!(e.contains("seed is a value"), "{e}");
+    let cfg = TrainConfig::from_toml("", "test", &["data.synthetic=none".into()])?;
+    assert_eq!(cfg.data.synthetic, TrainConfig::default().data.synthetic);
     // ... while `none` on a known key that the file does not set is fine.
     let cfg = TrainConfig::from_toml("", "test", &["schedule.thr=none".into()])?;
     assert_eq!(cfg.schedule.thr, TrainConfig::default().schedule.thr);
