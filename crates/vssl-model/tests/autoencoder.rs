@@ -134,6 +134,12 @@ fn real_uvc_weights_match_pytorch_when_present() -> Result<()> {
     }
     let g = Golden::workspace("autoencoder_shared")?;
     let tol = Tolerance::COMPOSITE;
+    // The decoder runs on our own encoder's f32 output (off by up to 5.3e-7 of max|enc.out|),
+    // through full-width convolutions, whose summation order depends on the CPU (its cache sizes
+    // set the GEMM's blocking): on one machine (AMD EPYC, 1 MiB L2) its worst element was off by
+    // 1.6e-6 of max|dec.out|, 1.15x the composite bound. 4e-6 leaves room for that; a wrong layer
+    // is off by orders of magnitude more.
+    let dec_tol = tol.with_atol_of_max(4e-6);
     // The published legacy `.pth` files and their safetensors conversion both load.
     for (enc, dec) in [
         ("encoder_legacy.pth", "decoder_legacy.pth"),
@@ -143,7 +149,7 @@ fn real_uvc_weights_match_pytorch_when_present() -> Result<()> {
         let e = ae.encoder.forward(&g.f32("input")?)?;
         assert_close(&format!("{enc} enc.out"), &e, &g.f32("enc.out")?, tol)?;
         let d = ae.decoder.forward(&e)?;
-        assert_close(&format!("{dec} dec.out"), &d, &g.f32("dec.out")?, tol)?;
+        assert_close(&format!("{dec} dec.out"), &d, &g.f32("dec.out")?, dec_tol)?;
     }
     // Halves swapped: the error names the file and the tensor it lacks.
     let e = Autoencoder::load(
