@@ -362,8 +362,8 @@ impl TrainConfig {
             .try_into()
             .map_err(|e| Error::op(OP, format!("{source}: {e}")))?;
         for o in overrides {
-            if let Some((key, "none")) = o.split_once('=').map(|(k, v)| (k.trim(), v.trim())) {
-                check_known_key(&tree, key)?;
+            if let (parts, "none") = split_override(o)? {
+                check_known_key(&tree, &parts)?;
             }
         }
         cfg.validate()
@@ -446,20 +446,20 @@ impl TrainConfig {
     }
 }
 
-/// Checks that `key` (a dotted path) names a configuration key, for `--set key=none`, which
+/// Checks that the dotted path `parts` names a configuration key, for `--set key=none`, which
 /// removes it and so leaves nothing for the parser to reject. `tree` must parse as a
 /// [`TrainConfig`]. Each prefix of the path gets a probe, an empty table, and the tree is parsed
 /// again: every table of the configuration takes an empty table (all its keys have defaults), a
 /// value does not (a type error), and a key that does not exist makes serde report an "unknown
 /// field".
-fn check_known_key(tree: &toml::Table, key: &str) -> Result<()> {
+fn check_known_key(tree: &toml::Table, parts: &[&str]) -> Result<()> {
+    let key = parts.join(".");
     let not_a_key = |why: String| {
         Error::op(
             OP,
             format!("--set {key}=none: {key:?} is not a configuration key ({why})"),
         )
     };
-    let parts: Vec<&str> = key.split('.').map(str::trim).collect();
     for n in 1..=parts.len() {
         let at = parts[..n].join(".");
         let mut probe = tree.clone();
@@ -478,6 +478,24 @@ fn check_known_key(tree: &toml::Table, key: &str) -> Result<()> {
     Ok(())
 }
 
+/// Splits a `--set` spec `key.path=value` into the key's parts and the raw value, both trimmed.
+///
+/// # Errors
+/// No `=`, or an empty part of the key.
+fn split_override(spec: &str) -> Result<(Vec<&str>, &str)> {
+    let (key, raw) = spec.split_once('=').ok_or_else(|| {
+        Error::op(
+            OP,
+            format!("--set {spec:?}: expected key=value, e.g. schedule.lr=1e-3"),
+        )
+    })?;
+    let parts: Vec<&str> = key.split('.').map(str::trim).collect();
+    if parts.iter().any(|p| p.is_empty()) {
+        return Err(Error::op(OP, format!("--set {spec:?}: empty key")));
+    }
+    Ok((parts, raw.trim()))
+}
+
 /// Applies one `key.path=value` override to a TOML tree. The value is read as TOML (`3`, `1e-4`,
 /// `true`, `"text"`, `[1, 2]`); anything that does not parse as a TOML value is taken as a
 /// string (`--set colour.space=lab`); `none` removes the key, so that its default applies
@@ -488,18 +506,7 @@ fn check_known_key(tree: &toml::Table, key: &str) -> Result<()> {
 /// # Errors
 /// [`Error::Op`] when the override has no `=`, an empty key, or a path through a non-table.
 pub fn apply_override(tree: &mut toml::Table, spec: &str) -> Result<()> {
-    let (key, raw) = spec.split_once('=').ok_or_else(|| {
-        Error::op(
-            OP,
-            format!("--set {spec:?}: expected key=value, e.g. schedule.lr=1e-3"),
-        )
-    })?;
-    let key = key.trim();
-    let parts: Vec<&str> = key.split('.').map(str::trim).collect();
-    if parts.iter().any(|p| p.is_empty()) {
-        return Err(Error::op(OP, format!("--set {spec:?}: empty key")));
-    }
-    let raw = raw.trim();
+    let (parts, raw) = split_override(spec)?;
     let (last, path) = parts
         .split_last()
         .ok_or_else(|| Error::op(OP, format!("--set {spec:?}: empty key")))?;

@@ -119,9 +119,9 @@ fn overrides_apply_and_unknown_keys_are_named() -> Result<()> {
     assert!(e.contains("schedule.max_stpes"), "{e}");
     let e = bad("", &["schedul.max_steps=none"]);
     assert!(e.contains("schedul"), "{e}");
-    let e = bad("", &["seed.x=none"]);
+    let e = bad("", &[" seed . x = none"]);
     assert!(
-        e.contains("seed.x=none") && e.contains("seed is a value"),
+        e.contains("--set seed.x=none") && e.contains("seed is a value"),
         "{e}"
     );
     let e = bad("seed = 3\n", &["seed.x=none"]);
