@@ -135,10 +135,11 @@ fn real_uvc_weights_match_pytorch_when_present() -> Result<()> {
     let g = Golden::workspace("autoencoder_shared")?;
     let tol = Tolerance::COMPOSITE;
     // The decoder runs on our own encoder's f32 output (off by up to 5.3e-7 of max|enc.out|),
-    // through full-width convolutions, whose summation order depends on the CPU (its cache sizes
-    // set the GEMM's blocking): on one machine (AMD EPYC, 1 MiB L2) its worst element was off by
-    // 1.6e-6 of max|dec.out|, 1.15x the composite bound. 4e-6 leaves room for that; a wrong layer
-    // is off by orders of magnitude more.
+    // through full-width convolutions, whose summation order depends on the CPU (the GEMM takes
+    // its blocking from the cache sizes and its kernels from the SIMD width): on one machine (AMD
+    // EPYC, 1 MiB L2, AVX2 kernels) its worst element was off by 1.6e-6 of max|dec.out|, 1.15x
+    // the composite bound. 4e-6 leaves room for that; a wrong layer is off by orders of magnitude
+    // more.
     let dec_tol = tol.with_atol_of_max(4e-6);
     // The published legacy `.pth` files and their safetensors conversion both load.
     for (enc, dec) in [
